@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# TORCH_SPEC picks the torch build installed before anything else, e.g. for a CUDA machine:
+#   make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: install demo test test-all lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+		echo "error: nvidia-* packages were installed; install torch first (TORCH_SPEC)"; exit 1; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/metarec train experiments/synthetic/maml.yaml
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m "slow or not slow"
+
+lint: install
+	$(VENV)/bin/ruff check metarec tests benchmarks
+	$(VENV)/bin/ruff format --check metarec tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,59 @@
+"""The in-memory form every dataset loader produces: features, text and rating states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATES = ("warm_state", "user_cold_state", "item_cold_state", "user_and_item_cold_state")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and the line, key or id that is wrong."""
+
+
+@dataclass
+class FeatureTable:
+    """Categorical features of users or items, as padded vocabulary indices.
+
+    ``values[name]`` has shape ``(n_rows, width)``; index 0 is padding, so a single-valued
+    feature has width 1 and a multi-valued one (genres, actors) is padded with zeros.
+    ``vocab[name]`` lists the values, ``vocab[name][i - 1]`` being the value of index ``i``.
+    """
+
+    ids: list[str]
+    values: dict[str, np.ndarray]
+    vocab: dict[str, list[str]]
+
+    def __post_init__(self) -> None:
+        self.row_of = {raw_id: row for row, raw_id in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def vocab_sizes(self) -> dict[str, int]:
+        """Embedding-table sizes, padding index included."""
+        return {name: len(values) + 1 for name, values in self.vocab.items()}
+
+
+@dataclass
+class UserRatings:
+    """One user's ratings within a state, in file order."""
+
+    user: str
+    items: list[str]
+    ratings: np.ndarray  # float32, same order as ``items``
+
+
+@dataclass
+class RecDataset:
+    """Users, items (with features and text) and the four MeLU rating states."""
+
+    name: str
+    users: FeatureTable
+    items: FeatureTable
+    item_text: dict[str, str]
+    states: dict[str, list[UserRatings]]
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+    meta: dict = field(default_factory=dict)

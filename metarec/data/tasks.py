@@ -1,0 +1,114 @@
+"""Few-shot tasks, MeLU's protocol: each user of a state is a task.
+
+Users with ``min_ratings``..``max_ratings`` ratings in a state are kept; ``query_size`` of their
+ratings, drawn with a seeded generator, form the query set and the rest the support set. Tasks
+of a set are padded to one width and masked, so a meta-batch is one tensor batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from metarec.data.schema import DataError, RecDataset, UserRatings
+
+SUPPORT_KEYS = ("support_item", "support_rating", "support_mask")
+QUERY_KEYS = ("query_item", "query_rating", "query_mask")
+
+
+@dataclass
+class TaskSet(Dataset):
+    """Padded tasks; item and user fields are row indices into the dataset's feature tables."""
+
+    user_ids: list[str]
+    user: torch.Tensor  # (T,) long
+    support_item: torch.Tensor  # (T, S) long, 0-padded
+    support_rating: torch.Tensor  # (T, S) float
+    support_mask: torch.Tensor  # (T, S) bool
+    query_item: torch.Tensor  # (T, Q) long
+    query_rating: torch.Tensor  # (T, Q) float
+    query_mask: torch.Tensor  # (T, Q) bool
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: getattr(self, key)[index] for key in ("user", *SUPPORT_KEYS, *QUERY_KEYS)}
+
+    def subset(self, indices) -> TaskSet:
+        """The tasks at ``indices``, in that order."""
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        tensors = {key: getattr(self, key)[index] for key in ("user", *SUPPORT_KEYS, *QUERY_KEYS)}
+        return TaskSet(user_ids=[self.user_ids[i] for i in index.tolist()], **tensors)
+
+
+def _pad(rows: list[np.ndarray], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    values = torch.zeros(len(rows), width, dtype=dtype)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        values[i, : len(row)] = torch.as_tensor(row, dtype=dtype)
+        mask[i, : len(row)] = True
+    return values, mask
+
+
+def build_tasks(
+    dataset: RecDataset,
+    state: str,
+    *,
+    seed: int | list[int],
+    min_ratings: int = 13,
+    max_ratings: int = 100,
+    query_size: int = 10,
+) -> TaskSet:
+    """One task per user of ``state`` with ``min_ratings``..``max_ratings`` ratings (inclusive)."""
+    if min_ratings <= query_size:
+        raise DataError(
+            f"min_ratings ({min_ratings}) must exceed query_size ({query_size}) "
+            "so that every support set is non-empty"
+        )
+    rng = np.random.default_rng(seed)
+    kept: list[UserRatings] = [
+        user for user in dataset.states[state] if min_ratings <= len(user.items) <= max_ratings
+    ]
+    if not kept:
+        raise DataError(
+            f"{dataset.name}/{state}: no user has {min_ratings}..{max_ratings} ratings"
+        )
+    item_row = dataset.items.row_of
+    support_items, support_ratings, query_items, query_ratings = [], [], [], []
+    for user in kept:
+        items = np.array([item_row[item] for item in user.items], dtype=np.int64)
+        order = rng.permutation(len(items))
+        query, support = order[:query_size], order[query_size:]
+        support_items.append(items[support])
+        support_ratings.append(user.ratings[support])
+        query_items.append(items[query])
+        query_ratings.append(user.ratings[query])
+    support_item, support_mask = _pad(support_items, torch.long)
+    query_item, query_mask = _pad(query_items, torch.long)
+    return TaskSet(
+        user_ids=[user.user for user in kept],
+        user=torch.tensor([dataset.users.row_of[user.user] for user in kept], dtype=torch.long),
+        support_item=support_item,
+        support_rating=_pad(support_ratings, torch.float32)[0],
+        support_mask=support_mask,
+        query_item=query_item,
+        query_rating=_pad(query_ratings, torch.float32)[0],
+        query_mask=query_mask,
+    )
+
+
+def split_users(n_tasks: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Seeded disjoint index sets of the given fractions, then the rest (in task order)."""
+    order = np.random.default_rng(seed).permutation(n_tasks)
+    parts, start = [], 0
+    for fraction in fractions:
+        size = int(round(fraction * n_tasks))
+        parts.append(np.sort(order[start : start + size]))
+        start += size
+    parts.append(np.sort(order[start:]))
+    return parts

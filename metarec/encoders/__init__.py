@@ -1,0 +1,1 @@
+"""Feature embeddings and the rating network."""

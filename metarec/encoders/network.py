@@ -1,0 +1,39 @@
+"""MeLU's network: user and item feature embeddings, decision layers, one rating out."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metarec.config.schema import ModelConfig
+from metarec.data.schema import RecDataset
+from metarec.encoders.features import FeatureEmbedding
+
+
+class MeLUNet(nn.Module):
+    """Concatenated feature embeddings -> ReLU layers -> rating (Lee et al., KDD 2019).
+
+    Parameters under ``decision.`` are the decision layers (the output layer included), the
+    only ones MeLU's local update adapts.
+    """
+
+    DECISION_PREFIX = "decision."
+
+    def __init__(self, dataset: RecDataset, cfg: ModelConfig, rating_mean: float = 3.5):
+        super().__init__()
+        self.user_features = FeatureEmbedding(dataset.users, cfg.embedding_dim)
+        self.item_features = FeatureEmbedding(dataset.items, cfg.embedding_dim)
+        layers: list[nn.Module] = []
+        width = self.user_features.out_dim + self.item_features.out_dim
+        for hidden in cfg.hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        out = nn.Linear(width, 1)
+        nn.init.constant_(out.bias, rating_mean)  # start at the mean rating, not at 0
+        self.decision = nn.Sequential(*layers, out)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings for (user row, item row) pairs of any broadcastable shape."""
+        user, item = torch.broadcast_tensors(user, item)
+        features = torch.cat([self.user_features(user), self.item_features(item)], dim=-1)
+        return self.decision(features).squeeze(-1)

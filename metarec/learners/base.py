@@ -1,0 +1,102 @@
+"""The MetaLearner LightningModule: steps, logging, optimiser and evaluation for every learner.
+
+A learner implements ``adapt(support) -> state`` and ``predict(state, query) -> ratings`` over a
+batch of tasks. ``predict`` never receives query ratings, so no learner can read them while
+adapting. Evaluation adapts on the support set, so it runs with gradients enabled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from metarec.config.schema import LearnerConfig
+from metarec.data.datamodule import SCENARIOS
+from metarec.learners.functional import masked_mse
+from metarec.metrics import summarize, task_metrics
+
+Batch = dict[str, torch.Tensor]
+
+
+def support_of(batch: Batch) -> Batch:
+    """The support half of a task batch: user, item, rating, mask."""
+    return {
+        "user": batch["user"],
+        "item": batch["support_item"],
+        "rating": batch["support_rating"],
+        "mask": batch["support_mask"],
+    }
+
+
+def query_of(batch: Batch) -> Batch:
+    """The query half of a task batch, without its ratings."""
+    return {"user": batch["user"], "item": batch["query_item"], "mask": batch["query_mask"]}
+
+
+class MetaLearner(L.LightningModule):
+    """Base class; subclasses register with ``@LEARNERS.register(name)``."""
+
+    name = "base"
+
+    def __init__(self, net: nn.Module, cfg: LearnerConfig):
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+        self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
+        self.test_results: dict[str, dict[str, float | int]] = {}
+
+    # -- what a learner implements ------------------------------------------------------------
+    def adapt(self, support: Batch) -> Any:
+        """Adapt to each task of the batch from its support set; returns a per-task state."""
+        raise NotImplementedError
+
+    def predict(self, state: Any, query: Batch) -> torch.Tensor:
+        """Predicted ratings (tasks, query) from the adapted state; query ratings are absent."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------------
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.predict(self.adapt(support_of(batch)), query_of(batch))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = masked_mse(self(batch), batch["query_rating"], batch["query_mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
+        return loss
+
+    def _evaluate(self, batch: Batch, scenario: str) -> None:
+        with torch.enable_grad():
+            pred = self(batch).detach()
+        metrics = task_metrics(pred, batch["query_rating"], batch["query_mask"])
+        self._outputs.setdefault(scenario, []).append({k: v.cpu() for k, v in metrics.items()})
+
+    def _summaries(self) -> dict[str, dict[str, float | int]]:
+        summaries = {}
+        for scenario, chunks in self._outputs.items():
+            per_task = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+            summaries[scenario] = summarize(per_task)
+        self._outputs = {}
+        return summaries
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        for key, value in self._summaries().get("val", {}).items():
+            if key != "n_tasks":
+                self.log(f"val/{key}", value, prog_bar=key == "mae")
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, list(SCENARIOS)[dataloader_idx])
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._summaries()
+        for scenario, summary in self.test_results.items():
+            for key, value in summary.items():
+                if key != "n_tasks":
+                    self.log(f"test/{scenario}/{key}", value, add_dataloader_idx=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.cfg.outer_lr)

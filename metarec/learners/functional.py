@@ -1,0 +1,57 @@
+"""The inner loop of gradient-based learners on any unmodified nn.Module, via torch.func.
+
+Fast weights are a dict of named tensors; ``functional_call`` runs the network with them and
+``grad`` differentiates the support loss. Called under ``vmap`` it adapts a meta-batch at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad
+
+Params = dict[str, torch.Tensor]
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where ``mask`` is true."""
+    weight = mask.to(pred.dtype)
+    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def call(net: nn.Module, fast: Params, frozen: Params, buffers: Params, *args) -> torch.Tensor:
+    """``net(*args)`` with its parameters replaced by ``fast`` and ``frozen``."""
+    return functional_call(net, ({**frozen, **fast}, buffers), args)
+
+
+def inner_loop(
+    net: nn.Module,
+    fast: Params,
+    frozen: Params,
+    buffers: Params,
+    support: Mapping[str, torch.Tensor],
+    steps: int,
+    lr: float | Params,
+    first_order: bool = False,
+) -> Params:
+    """``steps`` gradient steps of ``fast`` on one task's support set; returns the fast weights.
+
+    ``lr`` is one learning rate or one tensor per parameter (Meta-SGD). With ``first_order``
+    the inner gradients are treated as constants by the outer (meta) gradient.
+    """
+
+    def support_loss(weights: Params) -> torch.Tensor:
+        pred = call(net, weights, frozen, buffers, support["user"], support["item"])
+        return masked_mse(pred, support["rating"], support["mask"])
+
+    for _ in range(steps):
+        grads = grad(support_loss)(fast)
+        if first_order:
+            grads = {name: g.detach() for name, g in grads.items()}
+        fast = {
+            name: weight - (lr[name] if isinstance(lr, Mapping) else lr) * grads[name]
+            for name, weight in fast.items()
+        }
+    return fast

@@ -1,0 +1,46 @@
+"""One small registry: learners register themselves under a name; a duplicate is an error."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry:
+    """Maps names to classes; ``@REGISTRY.register("name")`` adds one."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        """Class decorator registering under ``name``; raises if the name is taken."""
+
+        def add(cls: type[T]) -> type[T]:
+            if name in self._entries:
+                raise KeyError(
+                    f"{self.kind} '{name}' is already registered by {self._entries[name].__qualname__}"
+                )
+            self._entries[name] = cls
+            cls.name = name
+            return cls
+
+        return add
+
+    def get(self, name: str) -> type:
+        """The class registered under ``name``."""
+        if name not in self._entries:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise KeyError(f"unknown {self.kind} '{name}' (registered: {known})")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+
+LEARNERS = Registry("learner")

@@ -1,0 +1,116 @@
+"""One linear pipeline: dataset -> tasks -> learner -> trainer -> evaluation -> run folder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from metarec.config import RunConfig, to_yaml
+from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
+from metarec.encoders.network import MeLUNet
+from metarec.io import atomic_write_json, atomic_write_text
+from metarec.learners import LEARNERS, MetaLearner
+from metarec.baselines.bias import item_means, predict_bias
+from metarec.metrics import summarize, task_metrics
+from metarec.report import markdown_table
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its files, its and the bias baseline's metrics, its wall time."""
+
+    run_dir: Path
+    metrics: dict[str, dict[str, float | int]]
+    baseline: dict[str, dict[str, float | int]]
+    seconds: float
+
+
+def make_run_dir(cfg: RunConfig) -> Path:
+    """A new folder ``<output_dir>/<name>-<timestamp>`` (suffixed if it already exists)."""
+    base = Path(cfg.output_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
+    """The network (output bias at the training mean rating) inside the configured learner."""
+    _, ratings = tasks.train_ratings()
+    net = MeLUNet(tasks.dataset, cfg.model, rating_mean=float(ratings.mean()))
+    return LEARNERS.get(cfg.learner.name)(net, cfg.learner)
+
+
+def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Trainer:
+    """Lightning's Trainer; ``inference_mode=False`` because evaluation adapts with gradients."""
+    return L.Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        inference_mode=False,
+        deterministic=True,
+        logger=CSVLogger(run_dir, name="", version="logs") if run_dir else False,
+        callbacks=list(callbacks),
+        enable_checkpointing=bool(callbacks),
+        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dict:
+    """Every test scenario's metrics for ``learner`` as it is now."""
+    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
+                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
+    trainer = make_trainer(cfg, run_dir=None)
+    trainer.test(learner, datamodule=datamodule, verbose=False)
+    return learner.test_results
+
+
+def bias_baseline(tasks: ColdStartTasks) -> dict[str, dict[str, float | int]]:
+    """Item-mean + user-offset metrics per scenario: the no-learning reference row."""
+    items, ratings = tasks.train_ratings()
+    means = item_means(items, ratings, len(tasks.dataset.items))
+    results = {}
+    for scenario, task_set in tasks.test.items():
+        pred = predict_bias(task_set, means, tasks.dataset.rating_scale)
+        results[scenario] = summarize(
+            task_metrics(pred, task_set.query_rating, task_set.query_mask)
+        )
+    return results
+
+
+def train(cfg: RunConfig) -> RunResult:
+    """Meta-train, keep the weights best on validation, evaluate every scenario, write results."""
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    tasks = ColdStartTasks(load_dataset(cfg.data), cfg.data)
+    learner = build_learner(cfg, tasks)
+    run_dir = make_run_dir(cfg)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                 monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
+    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
+                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
+    trainer = make_trainer(cfg, run_dir, callbacks=[checkpoint])
+    trainer.fit(learner, datamodule=datamodule)
+    if checkpoint.best_model_path:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        learner.load_state_dict(state["state_dict"])
+    metrics = evaluate(learner, tasks, cfg)
+    baseline = bias_baseline(tasks)
+    seconds = time.perf_counter() - start
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "baseline_metrics.json", baseline)
+    atomic_write_text(run_dir / "table.md", markdown_table(cfg, metrics, baseline, seconds))
+    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, seconds=seconds)

@@ -1,0 +1,460 @@
+"""Tests for the MeLU MovieLens-1M loader, on a tiny fake folder and (optionally) the real copy."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metarec.data import melu
+from metarec.data.melu import load_melu, render_item_text, verify_melu
+from metarec.data.schema import STATES, DataError, RecDataset
+
+# Fabricated rows in MeLU's format; CRLF endings like the real movies_extrainfos.dat.
+MOVIES = [
+    "1::Toy Tale::1995::G::22 Nov 1995::Animation, Comedy::Jane Doe::W One::Actor A, Actor B"
+    "::A toy story.::http://x/1.jpg",
+    "2::Space Trip::1996::PG::N/A::Sci-Fi::John Roe, Jane Doe::N/A::Actor C::N/A::http://x/2.jpg",
+    "3::Quiet Film::1997::N/A::01 Jan 1997::N/A::N/A::W Two::N/A::Nothing happens.::N/A",
+    "4::Crime Time::1998::R::02 Feb 1998::Crime, Drama, Thriller::Max Moe::W Three"
+    "::Actor A, Actor D, Actor E::Plot four.::http://x/4.jpg",
+    "5::Comedy Hour::1999::UNRATED::03 Mar 1999::Comedy::Jane Doe::W One::Actor B"
+    "::Plot five.::http://x/5.jpg",
+    "6::Last Movie::2000::PG::04 Apr 2000::Drama, Comedy::N/A::W Two::Actor D, Actor B"
+    "::Plot six.::http://x/6.jpg",
+]
+USERS = [
+    "1::F::1::10::48067",
+    "2::M::56::16::70072",
+    "3::M::25::15::55117",
+    "4::F::45::7::02460",
+    "5::M::25::20::55455",
+]
+STATE_DATA = {
+    "warm_state": ({"1": ["1", "2", "4"], "2": ["3", "5"]}, {"1": [5, 3, 4], "2": [1, 2]}),
+    "user_cold_state": ({"3": ["1", "6"], "4": ["2"]}, {"3": [4, 4], "4": [3]}),
+    "item_cold_state": ({"1": ["5", "6"], "2": ["6"]}, {"1": [2, 5], "2": [3]}),
+    "user_and_item_cold_state": ({"5": ["5", "6", "3"]}, {"5": [1, 5, 3]}),
+}
+
+
+def fake_files() -> dict[str, str]:
+    """Contents of a complete fake MeLU folder, by uncompressed file name."""
+    files = {
+        "movies_extrainfos.dat": "\r\n".join(MOVIES) + "\r\n",
+        "users.dat": "\n".join(USERS) + "\n",
+    }
+    for state, (x, y) in STATE_DATA.items():
+        files[f"{state}.json"] = json.dumps(x)
+        files[f"{state}_y.json"] = json.dumps(y)
+    return files
+
+
+def write_files(root: Path, files: dict[str, str], gz: bool) -> Path:
+    """Write ``files`` into ``root``, gzipped (as ``NAME.gz``) or plain."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        if gz:
+            with gzip.open(root / f"{name}.gz", "wt", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        else:
+            (root / name).write_text(text, encoding="utf-8", newline="")
+    return root
+
+
+class FakeMelu:
+    """A fake MeLU folder: edit ``files`` then call ``write()``."""
+
+    def __init__(self, root: Path, gz: bool) -> None:
+        self.root, self.gz, self.files = root, gz, fake_files()
+
+    def name(self, name: str) -> str:
+        """The file name as it lands on disk."""
+        return f"{name}.gz" if self.gz else name
+
+    def write(self) -> Path:
+        return write_files(self.root, self.files, self.gz)
+
+    def set_json(self, name: str, data: object) -> None:
+        self.files[name] = json.dumps(data)
+
+    def json(self, name: str) -> dict:
+        return json.loads(self.files[name])
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "gz"])
+def fake(request: pytest.FixtureRequest, tmp_path: Path) -> FakeMelu:
+    """Unwritten fake folder, once plain and once gzipped."""
+    return FakeMelu(tmp_path / "melu", gz=request.param)
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> FakeMelu:
+    """Unwritten plain fake folder, for tests where compression does not matter."""
+    return FakeMelu(tmp_path / "melu", gz=False)
+
+
+def expect_error(fake: FakeMelu, *parts: str) -> None:
+    """Write the folder and check load_melu fails with a message holding ``parts`` in order."""
+    root = fake.write()
+    pattern = ".*".join(re.escape(part) for part in parts)
+    with pytest.raises(DataError, match=pattern):
+        load_melu(root)
+
+
+# --- happy path ------------------------------------------------------------------------------
+
+
+def test_counts_and_order(fake: FakeMelu) -> None:
+    data = load_melu(fake.write())
+    assert isinstance(data, RecDataset)
+    assert data.name == "melu-ml1m"
+    assert data.rating_scale == (1.0, 5.0)
+    assert data.items.ids == ["1", "2", "3", "4", "5", "6"]
+    assert data.users.ids == ["1", "2", "3", "4", "5"]
+    assert list(data.states) == list(STATES)
+    for state, (x, y) in STATE_DATA.items():
+        entries = data.states[state]
+        assert [e.user for e in entries] == list(x)
+        for entry in entries:
+            assert entry.items == x[entry.user]
+            assert entry.ratings.dtype == np.float32
+            np.testing.assert_array_equal(entry.ratings, np.array(y[entry.user], np.float32))
+    assert data.meta["merged_repeats"] == []
+    assert data.meta["files"]["users.dat"] == fake.name("users.dat")
+
+
+def test_item_features(fake: FakeMelu) -> None:
+    items = load_melu(fake.write()).items
+    assert items.vocab["rate"] == ["G", "PG", "R", "UNRATED"]
+    assert items.vocab["genre"] == ["Animation", "Comedy", "Sci-Fi", "Crime", "Drama", "Thriller"]
+    assert items.vocab["director"] == ["Jane Doe", "John Roe", "Max Moe"]
+    assert items.vocab["actors"] == ["Actor A", "Actor B", "Actor C", "Actor D", "Actor E"]
+    expected = {
+        "rate": [[1], [2], [0], [3], [4], [2]],
+        "genre": [[1, 2, 0], [3, 0, 0], [0, 0, 0], [4, 5, 6], [2, 0, 0], [5, 2, 0]],
+        "director": [[1, 0], [2, 1], [0, 0], [3, 0], [1, 0], [0, 0]],
+        "actors": [[1, 2, 0], [3, 0, 0], [0, 0, 0], [1, 4, 5], [2, 0, 0], [4, 2, 0]],
+    }
+    assert set(items.values) == set(expected)
+    for name, rows in expected.items():
+        assert items.values[name].dtype == np.int64
+        np.testing.assert_array_equal(items.values[name], np.array(rows), err_msg=name)
+    assert items.vocab_sizes()["genre"] == 7
+
+
+def test_user_features(fake: FakeMelu) -> None:
+    users = load_melu(fake.write()).users
+    assert users.vocab == {
+        "gender": ["F", "M"],
+        "age": ["1", "56", "25", "45"],
+        "occupation": ["10", "16", "15", "7", "20"],
+        "zip": ["48067", "70072", "55117", "02460", "55455"],
+    }
+    for name in ("gender", "age", "occupation", "zip"):
+        assert users.values[name].shape == (5, 1)
+        assert users.values[name].dtype == np.int64
+    np.testing.assert_array_equal(users.values["age"][:, 0], [1, 2, 3, 4, 3])
+    assert users.row_of["4"] == 3
+
+
+def test_item_text_and_fields(fake: FakeMelu) -> None:
+    data = load_melu(fake.write())
+    assert data.item_text["1"] == (
+        "Toy Tale (1995). Genre: Animation, Comedy. Director: Jane Doe. "
+        "Starring: Actor A, Actor B. A toy story."
+    )
+    assert data.item_text["2"] == (
+        "Space Trip (1996). Genre: Sci-Fi. Director: John Roe, Jane Doe. Starring: Actor C."
+    )
+    assert data.item_text["3"] == "Quiet Film (1997). Nothing happens."
+    fields = data.meta["item_fields"]
+    assert set(fields) == set(data.items.ids)
+    assert fields["2"] == {
+        "title": "Space Trip",
+        "year": "1996",
+        "rate": "PG",
+        "released": "N/A",
+        "genre": "Sci-Fi",
+        "director": "John Roe, Jane Doe",
+        "writer": "N/A",
+        "actors": "Actor C",
+        "plot": "N/A",
+    }
+
+
+def test_render_item_text_custom_template() -> None:
+    fields = {"title": "T", "year": "2001", "writer": "N/A", "plot": "P."}
+    assert render_item_text(fields, "{title}, {year}. Written by {writer}. {plot}") == "T, 2001. P."
+
+
+def test_plain_file_preferred_over_gz(plain: FakeMelu) -> None:
+    root = plain.write()
+    stale = fake_files()
+    stale["users.dat"] = "garbage line\n"
+    write_files(root, {"users.dat": stale["users.dat"]}, gz=True)
+    assert len(load_melu(root).users) == 5
+
+
+def test_blank_trailing_lines_ignored(plain: FakeMelu) -> None:
+    plain.files["users.dat"] += "\n\n"
+    assert len(load_melu(plain.write()).users) == 5
+
+
+def test_merged_movie_repeat_is_kept(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stand-in for MeLU's 860 -> 811 merge: movie 4 plays the kept id.
+    monkeypatch.setattr(melu, "MELU_MERGED_MOVIES", {"4": "999"})
+    plain.set_json("warm_state.json", {"1": ["1", "4", "2", "4"], "2": ["3", "5"]})
+    plain.set_json("warm_state_y.json", {"1": [5, 3, 4, 2], "2": [1, 2]})
+    data = load_melu(plain.write())
+    assert data.states["warm_state"][0].items == ["1", "4", "2", "4"]
+    assert data.meta["merged_repeats"] == [("warm_state", "1", "4")]
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_missing_file(fake: FakeMelu) -> None:
+    del fake.files["users.dat"]
+    expect_error(fake, "users.dat", "users.dat.gz", "metarec data download melu-ml1m")
+
+
+def test_missing_files_listed_together(fake: FakeMelu) -> None:
+    del fake.files["item_cold_state_y.json"]
+    del fake.files["movies_extrainfos.dat"]
+    expect_error(fake, "item_cold_state_y.json, movies_extrainfos.dat", "data.root")
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"not found.*metarec data download melu-ml1m"):
+        load_melu(tmp_path / "nowhere")
+
+
+def test_malformed_extrainfos_line(fake: FakeMelu) -> None:
+    fake.files["movies_extrainfos.dat"] = fake.files["movies_extrainfos.dat"].replace(
+        "::01 Jan 1997", "", 1
+    )
+    expect_error(fake, fake.name("movies_extrainfos.dat"), "line 3", "found 10", "3::Quiet")
+
+
+def test_malformed_users_line(fake: FakeMelu) -> None:
+    fake.files["users.dat"] = fake.files["users.dat"].replace("2::M::56::16::70072", "2::M::56")
+    expect_error(fake, fake.name("users.dat"), "line 2", "found 3", "2::M::56")
+
+
+def test_duplicate_movie_id(plain: FakeMelu) -> None:
+    plain.files["movies_extrainfos.dat"] += MOVIES[1] + "\r\n"
+    expect_error(plain, "movies_extrainfos.dat", "line 7", "duplicate movie_id 2", "line 2")
+
+
+def test_duplicate_user_id(plain: FakeMelu) -> None:
+    plain.files["users.dat"] += "3::F::18::1::12345\n"
+    expect_error(plain, "users.dat", "line 6", "duplicate user_id 3", "line 3")
+
+
+def test_bad_utf8(plain: FakeMelu) -> None:
+    root = plain.write()
+    (root / "movies_extrainfos.dat").write_bytes(b"1::T\xff\xfe::1995\n")
+    with pytest.raises(DataError, match=r"movies_extrainfos\.dat.*UTF-8"):
+        load_melu(root)
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    root = FakeMelu(tmp_path / "melu", gz=True).write()
+    (root / "warm_state.json.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=re.escape("warm_state.json.gz")):
+        load_melu(root)
+
+
+def test_invalid_json(fake: FakeMelu) -> None:
+    fake.files["item_cold_state.json"] = '{"1": ["5", "6"'
+    expect_error(fake, fake.name("item_cold_state.json"), "not valid JSON", "line 1")
+
+
+def test_json_not_a_dict(fake: FakeMelu) -> None:
+    fake.set_json("user_cold_state.json", [["1", "6"]])
+    expect_error(fake, fake.name("user_cold_state.json"), "expected a JSON object", "list")
+
+
+def test_json_value_not_a_list(fake: FakeMelu) -> None:
+    fake.set_json("user_cold_state_y.json", {"3": [4, 4], "4": 3})
+    expect_error(fake, fake.name("user_cold_state_y.json"), "user 4", "expected a list")
+
+
+def test_unknown_movie(fake: FakeMelu) -> None:
+    fake.set_json("warm_state.json", {"1": ["1", "99", "4"], "2": ["3", "5"]})
+    expect_error(fake, fake.name("warm_state.json"), "user 1", "unknown movie 99")
+
+
+def test_movie_id_not_a_string(plain: FakeMelu) -> None:
+    plain.set_json("warm_state.json", {"1": ["1", 2, "4"], "2": ["3", "5"]})
+    expect_error(plain, "warm_state.json", "user 1", "movie id 2 is not a string")
+
+
+def test_unknown_user(fake: FakeMelu) -> None:
+    fake.set_json("user_cold_state.json", {"3": ["1", "6"], "77": ["2"]})
+    fake.set_json("user_cold_state_y.json", {"3": [4, 4], "77": [3]})
+    expect_error(fake, fake.name("user_cold_state.json"), "unknown user 77")
+
+
+def test_y_length_mismatch(fake: FakeMelu) -> None:
+    fake.set_json("warm_state_y.json", {"1": [5, 3], "2": [1, 2]})
+    expect_error(
+        fake,
+        fake.name("warm_state.json"),
+        fake.name("warm_state_y.json"),
+        "user 1",
+        "3 movies",
+        "2 ratings",
+    )
+
+
+def test_user_missing_from_y(fake: FakeMelu) -> None:
+    fake.set_json("item_cold_state_y.json", {"1": [2, 5]})
+    x_name, y_name = fake.name("item_cold_state.json"), fake.name("item_cold_state_y.json")
+    expect_error(fake, "user 2", x_name, "not in", y_name)
+
+
+def test_user_missing_from_x(plain: FakeMelu) -> None:
+    plain.set_json("item_cold_state_y.json", {"1": [2, 5], "2": [3], "3": [4]})
+    expect_error(plain, "user 3", "item_cold_state_y.json", "not in item_cold_state.json")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [6, 0, 0.5, "4", None, True, [4], float("inf"), 10**400],
+    ids=["6", "0", "0.5", "str", "null", "bool", "list", "inf", "huge-int"],
+)
+def test_bad_rating(fake: FakeMelu, bad: object) -> None:
+    fake.set_json("user_and_item_cold_state_y.json", {"5": [1, bad, 3]})
+    expect_error(
+        fake,
+        fake.name("user_and_item_cold_state_y.json"),
+        "user 5",
+        "rating #2",
+        f"is {bad!r}",
+    )
+
+
+def test_nan_rating(plain: FakeMelu) -> None:
+    plain.files["warm_state_y.json"] = '{"1": [5, NaN, 4], "2": [1, 2]}'
+    expect_error(plain, "warm_state_y.json", "user 1", "rating #2 is nan")
+
+
+def test_float_rating_in_range_accepted(plain: FakeMelu) -> None:
+    plain.set_json("warm_state_y.json", {"1": [5, 3.5, 4], "2": [1, 2]})
+    ratings = load_melu(plain.write()).states["warm_state"][0].ratings
+    np.testing.assert_array_equal(ratings, np.array([5, 3.5, 4], np.float32))
+
+
+def test_repeated_pair_within_user(fake: FakeMelu) -> None:
+    fake.set_json("warm_state.json", {"1": ["1", "2", "1"], "2": ["3", "5"]})
+    expect_error(fake, fake.name("warm_state.json"), "user 1", "movie 1 appears 2 times")
+
+
+def test_duplicate_pair_across_states(fake: FakeMelu) -> None:
+    # User 1 rates movie 2 in warm_state already.
+    fake.set_json("item_cold_state.json", {"1": ["5", "2"], "2": ["6"]})
+    expect_error(
+        fake, "user 1", "movie 2", fake.name("warm_state.json"), fake.name("item_cold_state.json")
+    )
+
+
+# --- verify / download -----------------------------------------------------------------------
+
+
+def fake_digests() -> dict[str, str]:
+    return {
+        name: hashlib.sha256(text.encode("utf-8")).hexdigest()
+        for name, text in fake_files().items()
+    }
+
+
+def test_verify_detects_modified_file(fake: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    root = fake.write()
+    report = verify_melu(root)
+    assert report == dict.fromkeys(fake_digests(), True)
+    fake.files["users.dat"] = fake.files["users.dat"].replace("48067", "48068")
+    fake.write()
+    report = verify_melu(root)
+    assert not report["users.dat"]
+    assert sum(report.values()) == len(report) - 1
+    with pytest.raises(DataError, match=re.escape(fake.name("users.dat")) + r" \(sha256"):
+        verify_melu(root, strict=True)
+
+
+def test_verify_missing_file(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    root = plain.write()
+    (root / "warm_state_y.json").unlink()
+    assert verify_melu(root)["warm_state_y.json"] is False
+    with pytest.raises(DataError, match=r"warm_state_y.json \(missing\)"):
+        verify_melu(root, strict=True)
+
+
+def test_download_skips_verified_files(fake: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
+    pooch = pytest.importorskip("pooch")
+    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    del fake.files["users.dat"]
+    fake.files["warm_state.json"] = "{}"  # present but wrong digest: fetched again
+    root = fake.write()
+    calls = []
+    monkeypatch.setattr(pooch, "retrieve", lambda **kwargs: calls.append(kwargs))
+    assert melu.download_melu(root) == root
+    assert sorted(call["fname"] for call in calls) == ["users.dat", "warm_state.json"]
+    users_call = next(call for call in calls if call["fname"] == "users.dat")
+    assert users_call["url"] == melu.MELU_BASE_URL + "users.dat"
+    assert users_call["known_hash"] == "sha256:" + fake_digests()["users.dat"]
+    assert Path(users_call["path"]) == root
+
+
+# --- real data -------------------------------------------------------------------------------
+
+
+def real_melu_dir() -> Path:
+    """``$METAREC_MELU_DIR``, else the shared copy next to the repository."""
+    env = os.environ.get("METAREC_MELU_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "melu-ml1m"
+
+
+@pytest.mark.integration
+def test_real_melu() -> None:
+    root = real_melu_dir()
+    if melu._locate(root, "warm_state.json") is None:
+        pytest.skip(f"real MeLU data not found at {root} (set METAREC_MELU_DIR to its folder)")
+    start = time.perf_counter()
+    data = load_melu(root)
+    elapsed = time.perf_counter() - start
+    assert len(data.items) == 3881
+    assert len(data.users) == 6040
+    expected = {
+        "warm_state": (4832, 640448),
+        "user_cold_state": (1208, 163702),
+        "item_cold_state": (4769, 157456),
+        "user_and_item_cold_state": (1197, 38603),
+    }
+    for state, (n_users, n_ratings) in expected.items():
+        entries = data.states[state]
+        assert len(entries) == n_users, state
+        assert sum(len(entry.items) for entry in entries) == n_ratings, state
+    assert data.meta["merged_repeats"] == [
+        ("warm_state", "4169", "811"),
+        ("warm_state", "2860", "811"),
+        ("warm_state", "1267", "811"),
+        ("warm_state", "195", "1741"),
+    ]
+    assert data.item_text["1"].startswith("Toy Story (1995). Genre: Animation, Adventure, Comedy.")
+    report = verify_melu(root)
+    assert len(report) == 10
+    assert all(report.values()), report
+    assert elapsed < 30, f"load_melu took {elapsed:.1f}s"
