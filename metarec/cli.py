@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="meta-train, evaluate every scenario, write the run folder"
     )
     train.add_argument("config", help="experiment YAML, e.g. experiments/synthetic/maml.yaml")
-    train.add_argument("overrides", nargs="*", help="key=value settings, e.g. learner.inner_steps=3")
+    train.add_argument(
+        "overrides", nargs="*", help="key=value settings, e.g. learner.inner_steps=3"
+    )
     train.set_defaults(func=_train)
     data = commands.add_parser("data", help="download or verify a dataset (sha256 checked)")
     data.add_argument("action", choices=["download", "verify"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -19,9 +20,8 @@ class Registry:
 
         def add(cls: type[T]) -> type[T]:
             if name in self._entries:
-                raise KeyError(
-                    f"{self.kind} '{name}' is already registered by {self._entries[name].__qualname__}"
-                )
+                taken_by = self._entries[name].__qualname__
+                raise KeyError(f"{self.kind} '{name}' is already registered by {taken_by}")
             self._entries[name] = cls
             cls.name = name
             return cls

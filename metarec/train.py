@@ -11,12 +11,12 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from metarec.baselines.bias import item_means, predict_bias
 from metarec.config import RunConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
 from metarec.encoders.network import MeLUNet
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
-from metarec.baselines.bias import item_means, predict_bias
 from metarec.metrics import summarize, task_metrics
 from metarec.report import markdown_table
 

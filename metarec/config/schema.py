@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 def _field(default, help: str):  # noqa: A002 - mirrors argparse's name
@@ -32,7 +31,7 @@ class DataConfig:
     """Which dataset, where it lives, and how users become tasks (MeLU's protocol)."""
 
     name: str = _field("synthetic", "dataset: synthetic | melu-ml1m")
-    root: Optional[str] = _field(
+    root: str | None = _field(
         None, "data folder; default $METAREC_DATA_DIR, else the user cache folder"
     )
     seed: int = _field(0, "seed of the dataset, the task split and the validation users")
@@ -78,7 +77,7 @@ class TrainerConfig:
     precision: str = _field("32-true", "Lightning precision")
     limit_train_batches: float = _field(1.0, "fraction (or count) of meta-batches per epoch")
     progress_bar: bool = _field(True, "show progress bars")
-    gradient_clip_val: Optional[float] = _field(None, "clip the meta-gradient norm")
+    gradient_clip_val: float | None = _field(None, "clip the meta-gradient norm")
 
 
 @dataclass

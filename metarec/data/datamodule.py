@@ -86,7 +86,9 @@ class ColdStartTasks:
 class ColdStartDataModule(L.LightningDataModule):
     """Meta-batches of training tasks; validation tasks; one test loader per scenario."""
 
-    def __init__(self, tasks: ColdStartTasks, meta_batch_size: int, eval_batch_size: int, seed: int):
+    def __init__(
+        self, tasks: ColdStartTasks, meta_batch_size: int, eval_batch_size: int, seed: int
+    ):
         super().__init__()
         self.tasks = tasks
         self.meta_batch_size = meta_batch_size

@@ -18,7 +18,9 @@ from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 RATES = ["G", "PG", "PG-13", "R", "NC-17", "UNRATED"]
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi",
           "Thriller", "Animation", "Documentary", "Fantasy", "Crime", "Family"]  # fmt: skip
-TEXT_TEMPLATE = "{title} ({year}). A {rate}-rated {genre} film directed by {director}, starring {actors}."
+TEXT_TEMPLATE = (
+    "{title} ({year}). A {rate}-rated {genre} film directed by {director}, starring {actors}."
+)
 
 
 def _pad(rows: list[list[int]]) -> np.ndarray:
@@ -86,7 +88,9 @@ def _users(rng: np.random.Generator, cfg: SyntheticConfig):
         "zip": [f"{z:05d}" for z in range(n_zip)],
     }
     ids = [str(u + 1) for u in range(cfg.n_users)]
-    table = FeatureTable(ids, {k: (v + 1)[:, None].astype(np.int64) for k, v in values.items()}, vocab)
+    table = FeatureTable(
+        ids, {k: (v + 1)[:, None].astype(np.int64) for k, v in values.items()}, vocab
+    )
     return table, prefs, biases
 
 

@@ -75,9 +75,7 @@ def build_tasks(
         user for user in dataset.states[state] if min_ratings <= len(user.items) <= max_ratings
     ]
     if not kept:
-        raise DataError(
-            f"{dataset.name}/{state}: no user has {min_ratings}..{max_ratings} ratings"
-        )
+        raise DataError(f"{dataset.name}/{state}: no user has {min_ratings}..{max_ratings} ratings")
     item_row = dataset.items.row_of
     support_items, support_ratings, query_items, query_ratings = [], [], [], []
     for user in kept:
