@@ -99,7 +99,9 @@ def make_synthetic(cfg: SyntheticConfig, seed: int = 0) -> RecDataset:
     rng = np.random.default_rng(seed)
     items, item_vecs, item_bias, years, text = _items(rng, cfg)
     users, user_prefs, user_bias = _users(rng, cfg)
-    new_items = years >= np.quantile(years, 1 - cfg.new_item_fraction)
+    newest_first = np.argsort(-years, kind="stable")
+    new_items = np.zeros(cfg.n_items, dtype=bool)
+    new_items[newest_first[: int(round(cfg.new_item_fraction * cfg.n_items))]] = True
     new_users = rng.random(cfg.n_users) < cfg.new_user_fraction
     popularity = rng.gamma(1.0, 1.0, cfg.n_items)
     popularity /= popularity.sum()

@@ -62,7 +62,8 @@ class MetaLearner(L.LightningModule):
         return self.predict(self.adapt(support_of(batch)), query_of(batch))
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = masked_mse(self(batch), batch["query_rating"], batch["query_mask"])
+        # Each task weighs the same, as in the metrics, whatever its query size.
+        loss = masked_mse(self(batch), batch["query_rating"], batch["query_mask"]).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 

@@ -16,9 +16,9 @@ Params = dict[str, torch.Tensor]
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the entries where ``mask`` is true."""
+    """Mean squared error over the last dimension where ``mask`` is true (per task if batched)."""
     weight = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
+    return ((pred - target) ** 2 * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)
 
 
 def call(net: nn.Module, fast: Params, frozen: Params, buffers: Params, *args) -> torch.Tensor:

@@ -1,0 +1,42 @@
+"""Shared fixtures: small synthetic runs on CPU with no logger noise."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+
+from metarec.config import load_config
+from metarec.data.datamodule import ColdStartTasks, load_dataset
+
+# A synthetic dataset small enough for unit tests, big enough that adaptation shows.
+SMALL = [
+    "data.synthetic.n_users=300",
+    "data.synthetic.n_items=200",
+    "learner.meta_batch_size=16",
+    "learner.eval_batch_size=64",
+    "trainer.progress_bar=false",
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_lightning():
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="lightning")
+        yield
+
+
+def small_config(tmp_path, *overrides: str):
+    """The synthetic experiment shrunk for tests, writing under ``tmp_path``."""
+    return load_config(
+        "experiments/synthetic/maml.yaml", [*SMALL, f"output_dir={tmp_path}", *overrides]
+    )
+
+
+@pytest.fixture(scope="session")
+def small_tasks():
+    """Tasks of the small synthetic dataset (built once per session)."""
+    cfg = load_config(None, SMALL)
+    return ColdStartTasks(load_dataset(cfg.data), cfg.data)

@@ -1,0 +1,211 @@
+"""Tests for loading a run config: defaults, YAML file, key=value overrides and their errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from metarec.config.load import ConfigError, load_config, to_yaml
+from metarec.config.schema import LearnerConfig, ModelConfig, RunConfig
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_no_file_no_overrides_gives_the_schema_defaults():
+    cfg = load_config()
+    assert isinstance(cfg, RunConfig)
+    assert cfg == RunConfig()
+    # Nested sections come back as their dataclasses, not as dicts or DictConfigs.
+    assert isinstance(cfg.learner, LearnerConfig)
+    assert isinstance(cfg.model, ModelConfig)
+    assert type(cfg.model.hidden) is list
+
+
+def test_list_defaults_are_not_shared_between_instances():
+    first, second = RunConfig(), RunConfig()
+    first.model.hidden.append(7)
+    assert first.model.hidden == [64, 64, 7]
+    assert second.model.hidden == [64, 64]
+    assert ModelConfig().hidden == [64, 64]
+
+
+def test_file_values_override_defaults_and_keep_the_rest(tmp_path):
+    path = write(
+        tmp_path,
+        "name: from-file\nlearner:\n  inner_steps: 2\n  first_order: true\n"
+        "data:\n  synthetic:\n    n_users: 77\n",
+    )
+    cfg = load_config(path)
+    defaults = RunConfig()
+    assert cfg.name == "from-file"
+    assert cfg.learner.inner_steps == 2
+    assert cfg.learner.first_order is True
+    assert cfg.data.synthetic.n_users == 77
+    # Untouched siblings keep their defaults.
+    assert cfg.learner.inner_lr == defaults.learner.inner_lr
+    assert cfg.data.synthetic.n_items == defaults.data.synthetic.n_items
+    assert cfg.trainer == defaults.trainer
+
+
+def test_overrides_apply_after_the_file(tmp_path):
+    path = write(tmp_path, "name: from-file\nlearner:\n  inner_steps: 2\n  inner_lr: 0.5\n")
+    cfg = load_config(path, ["learner.inner_steps=3", "model.hidden=[32,16]", "seed=9"])
+    assert cfg.learner.inner_steps == 3  # override beats the file
+    assert cfg.learner.inner_lr == 0.5  # file value not overridden stays
+    assert cfg.name == "from-file"
+    assert cfg.model.hidden == [32, 16]
+    assert cfg.seed == 9
+
+
+def test_later_overrides_win_over_earlier_ones():
+    cfg = load_config(None, ["learner.inner_steps=3", "learner.inner_steps=4"])
+    assert cfg.learner.inner_steps == 4
+
+
+def test_override_values_are_converted_to_the_field_type():
+    cfg = load_config(None, ["learner.outer_lr=1", "trainer.gradient_clip_val=0.5"])
+    assert cfg.learner.outer_lr == 1.0 and isinstance(cfg.learner.outer_lr, float)
+    assert cfg.trainer.gradient_clip_val == 0.5
+
+
+def test_unknown_key_in_file_names_the_key_and_the_file(tmp_path):
+    path = write(tmp_path, "learner:\n  bogus_setting: 1\n", name="bad_key.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "bogus_setting" in message
+    assert str(path) in message
+
+
+def test_wrong_type_in_file_names_the_key_and_the_file(tmp_path):
+    path = write(tmp_path, "learner:\n  inner_steps: many\n", name="bad_type.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "learner.inner_steps" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["learner.bogus_setting=1", "bogus_top=3"])
+def test_unknown_override_key_names_the_key(override):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert override.split("=")[0].split(".")[-1] in str(info.value)
+
+
+def test_wrong_override_type_names_the_key():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["learner.inner_steps=abc"])
+    assert "learner.inner_steps" in str(info.value)
+
+
+def test_wrong_list_element_type_is_an_error():
+    with pytest.raises(ConfigError, match="model.hidden"):
+        load_config(None, ["model.hidden=[a,b]"])
+
+
+def test_override_without_equals_sign_is_an_error():
+    with pytest.raises(ConfigError, match="learner.inner_steps"):
+        load_config(None, ["learner.inner_steps"])
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "does_not_exist.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "42\n"])
+def test_yaml_that_is_not_a_mapping_is_an_error(tmp_path, text):
+    path = write(tmp_path, text, name="not_mapping.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    path = write(tmp_path, "learner: [unclosed\n", name="broken.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("learner.adapt=some", "learner.adapt"),
+        ("data.name=foo", "data.name"),
+        ("trainer.accelerator=tpu-pod", "trainer.accelerator"),
+    ],
+)
+def test_value_outside_the_choices_names_the_key(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert key in str(info.value)
+
+
+def test_value_outside_the_choices_in_a_file_is_an_error(tmp_path):
+    path = write(tmp_path, "data:\n  name: foo\n")
+    with pytest.raises(ConfigError, match="data.name"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override", ["learner.adapt=decision", "data.name=melu-ml1m"])
+def test_values_inside_the_choices_are_accepted(override):
+    key, value = override.split("=")
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(None, [override]), section), name) == value
+
+
+def test_to_yaml_round_trips_through_a_file(tmp_path):
+    cfg = load_config(
+        None,
+        [
+            "name='007'",  # quoted: looks like a number, must stay a string
+            "output_dir='yes'",  # quoted: looks like a YAML 1.1 bool
+            "trainer.precision=16",
+            "data.root=/some/where",
+            "model.hidden=[8,4,2]",
+            "learner.adapt=decision",
+            "learner.first_order=true",
+            "trainer.gradient_clip_val=0.25",
+            "data.synthetic.noise=0.7",
+        ],
+    )
+    assert cfg.name == "007" and cfg.output_dir == "yes" and cfg.trainer.precision == "16"
+    path = write(tmp_path, to_yaml(cfg), name="round_trip.yaml")
+    again = load_config(path)
+    assert again == cfg
+    assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+
+
+def test_to_yaml_of_defaults_round_trips(tmp_path):
+    path = write(tmp_path, to_yaml(RunConfig()))
+    assert load_config(path) == RunConfig()
+
+
+def experiment_files() -> list[Path]:
+    return sorted(
+        path
+        for pattern in ("*.yaml", "*.yml")
+        for path in EXPERIMENTS.rglob(pattern)
+        if "sweeps" not in path.relative_to(EXPERIMENTS).parts
+    )
+
+
+def test_there_are_experiment_files():
+    assert experiment_files(), f"no YAML found under {EXPERIMENTS}"
+
+
+@pytest.mark.parametrize("path", experiment_files(), ids=lambda p: str(p.relative_to(EXPERIMENTS)))
+def test_every_experiment_file_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, RunConfig)
