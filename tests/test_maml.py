@@ -36,10 +36,12 @@ def _loop_meta_grad(learner, batch, steps, lr, first_order):
     for t in range(len(batch["user"])):
         fast = {name: p for name, p in params.items() if name in adapted}
         for _ in range(steps):
-            pred = functional_call(net, {**params, **fast}, (support["user"][t], support["item"][t]))
+            pred = functional_call(
+                net, {**params, **fast}, (support["user"][t], support["item"][t])
+            )
             loss = masked_mse(pred, support["rating"][t], support["mask"][t])
             grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-            fast = {name: w - lr * g for (name, w), g in zip(fast.items(), grads)}
+            fast = {name: w - lr * g for (name, w), g in zip(fast.items(), grads, strict=True)}
         pred = functional_call(net, {**params, **fast}, (query["user"][t], query["item"][t]))
         losses.append(masked_mse(pred, batch["query_rating"][t], query["mask"][t]))
     meta_loss = torch.stack(losses).mean()
@@ -67,7 +69,7 @@ def test_meta_gradient_matches_per_task_autograd(small_tasks, first_order, adapt
     expected = _loop_meta_grad(learner, batch, steps, lr, first_order)
     actual = _vmap_meta_grad(learner, batch)
     names = [name for name, _ in learner.net.named_parameters()]
-    for name, want, got in zip(names, expected, actual):
+    for name, want, got in zip(names, expected, actual, strict=True):
         want = torch.zeros_like(got) if want is None else want
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=f"meta-gradient {name}")
         assert got.abs().sum() > 0 or want.abs().sum() == 0
@@ -80,7 +82,7 @@ def test_second_order_differs_from_first_order(small_tasks):
     first = _vmap_meta_grad(
         _learner(small_tasks, "learner.inner_lr=0.3", "learner.first_order=true"), batch
     )
-    gaps = [(a - b).abs().max().item() for a, b in zip(second, first)]
+    gaps = [(a - b).abs().max().item() for a, b in zip(second, first, strict=True)]
     assert max(gaps) > 1e-6
 
 
@@ -99,7 +101,7 @@ def test_decision_adaptation_changes_only_decision_layers(small_tasks):
 def test_meta_gradient_reaches_the_slow_weights(small_tasks):
     learner = _learner(small_tasks, "learner.adapt=decision")
     grads = _vmap_meta_grad(learner, _batch(small_tasks))
-    named = dict(zip([name for name, _ in learner.net.named_parameters()], grads))
+    named = dict(zip([name for name, _ in learner.net.named_parameters()], grads, strict=True))
     for name, grad in named.items():
         assert grad is not None and grad.abs().sum() > 0, name  # embeddings too, via the outer loss
 
@@ -109,7 +111,9 @@ def test_predictions_ignore_query_ratings(small_tasks):
     learner = _learner(small_tasks).eval()
     batch = _batch(small_tasks, n=8)
     shuffled = dict(batch)
-    shuffled["query_rating"] = batch["query_rating"][:, torch.randperm(batch["query_rating"].shape[1])]
+    shuffled["query_rating"] = batch["query_rating"][
+        :, torch.randperm(batch["query_rating"].shape[1])
+    ]
     shuffled["query_rating"] = 6.0 - shuffled["query_rating"]
     with torch.no_grad():
         torch.testing.assert_close(learner(batch), learner(shuffled), atol=0, rtol=0)
