@@ -9,6 +9,7 @@ from pathlib import Path
 
 from metarec.config import ConfigError
 from metarec.data.schema import DataError
+from metarec.learners.base import TrainingDiverged
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, TrainingDiverged) as err:
         print(f"metarec: error: {err}", file=sys.stderr)
         if os.environ.get("METAREC_DEBUG"):
             raise

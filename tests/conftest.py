@@ -28,13 +28,6 @@ def _quiet_lightning():
         yield
 
 
-def small_config(tmp_path, *overrides: str):
-    """The synthetic experiment shrunk for tests, writing under ``tmp_path``."""
-    return load_config(
-        "experiments/synthetic/maml.yaml", [*SMALL, f"output_dir={tmp_path}", *overrides]
-    )
-
-
 @pytest.fixture(scope="session")
 def small_tasks():
     """Tasks of the small synthetic dataset (built once per session)."""

@@ -12,7 +12,7 @@ from metarec.config import load_config
 from metarec.data.datamodule import SCENARIOS, ColdStartTasks, load_dataset
 from metarec.train import build_learner, evaluate
 
-from .conftest import small_config
+from .conftest import SMALL
 
 EPOCHS = ["trainer.max_epochs=6"]
 
@@ -20,13 +20,9 @@ EPOCHS = ["trainer.max_epochs=6"]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    cfg = small_config(out, *EPOCHS)
-    overrides = [f"{k}={v}" for k, v in (("output_dir", out),)]
-    from .conftest import SMALL
-
-    assert main(["train", "experiments/synthetic/maml.yaml", *SMALL, *EPOCHS, *overrides]) == 0
+    args = ["train", "experiments/synthetic/maml.yaml", *SMALL, *EPOCHS, f"output_dir={out}"]
+    assert main(args) == 0
     (folder,) = out.iterdir()
-    assert cfg.output_dir == str(out)
     return folder
 
 
@@ -82,3 +78,12 @@ def test_help_lists_the_commands(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "train" in out and "data" in out
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path, capsys):
+    args = ["train", "experiments/synthetic/maml.yaml", *SMALL, f"output_dir={tmp_path}"]
+    code = main([*args, "learner.inner_lr=1e6", "trainer.max_epochs=1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "learner.inner_lr" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*/metrics.json"))  # no numbers from a diverged run

@@ -21,6 +21,10 @@ from metarec.metrics import summarize, task_metrics
 Batch = dict[str, torch.Tensor]
 
 
+class TrainingDiverged(FloatingPointError):
+    """The meta-training loss stopped being finite; no number from such a run is reported."""
+
+
 def support_of(batch: Batch) -> Batch:
     """The support half of a task batch: user, item, rating, mask."""
     return {
@@ -64,6 +68,12 @@ class MetaLearner(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         # Each task weighs the same, as in the metrics, whatever its query size.
         loss = masked_mse(self(batch), batch["query_rating"], batch["query_mask"]).mean()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"meta-training diverged: train loss is {loss.item()} at epoch "
+                f"{self.current_epoch}, step {self.global_step} (learner.inner_lr="
+                f"{self.cfg.inner_lr}, learner.outer_lr={self.cfg.outer_lr}); lower them"
+            )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 
