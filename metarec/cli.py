@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from metarec.config import ConfigError
@@ -18,6 +20,9 @@ def _train(args: argparse.Namespace) -> int:
     from metarec.train import train
 
     cfg = load_config(args.config, args.overrides)
+    # Lightning's info lines (hardware, tips) and an internal deprecation are noise here.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     result = train(cfg)
     print_table(cfg, result.metrics, result.baseline)
     print(f"Run folder: {result.run_dir} ({result.seconds:.1f} s)")

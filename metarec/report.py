@@ -24,7 +24,7 @@ def _cell(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-BIAS_ROW = "bias (item mean + user offset)"
+BIAS_ROW = "bias baseline"
 
 
 def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> list[list[str]]:

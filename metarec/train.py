@@ -14,7 +14,6 @@ from lightning.pytorch.loggers import CSVLogger
 from metarec.baselines.bias import item_means, predict_bias
 from metarec.config import RunConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
-from metarec.encoders.network import MeLUNet
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.metrics import summarize, task_metrics
@@ -44,8 +43,9 @@ def make_run_dir(cfg: RunConfig) -> Path:
 def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
     """The network (output bias at the training mean rating) inside the configured learner."""
     _, ratings = tasks.train_ratings()
-    net = MeLUNet(tasks.dataset, cfg.model, rating_mean=float(ratings.mean()))
-    return LEARNERS.get(cfg.learner.name)(net, cfg.learner)
+    learner_cls = LEARNERS.get(cfg.learner.name)
+    net = learner_cls.build_network(tasks.dataset, cfg.model, float(ratings.mean()))
+    return learner_cls(net, cfg.learner)
 
 
 def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Trainer:
@@ -65,6 +65,7 @@ def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Traine
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
     )
 
 

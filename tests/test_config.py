@@ -9,6 +9,7 @@ import pytest
 
 from metarec.config.load import ConfigError, load_config, to_yaml
 from metarec.config.schema import LearnerConfig, ModelConfig, RunConfig
+from metarec.learners.maml import MAMLSettings
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -22,7 +23,8 @@ def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
 def test_no_file_no_overrides_gives_the_schema_defaults():
     cfg = load_config()
     assert isinstance(cfg, RunConfig)
-    assert cfg == RunConfig()
+    # The learner section is typed by the default learner's own Settings dataclass.
+    assert cfg == dataclasses.replace(RunConfig(), learner=MAMLSettings())
     # Nested sections come back as their dataclasses, not as dicts or DictConfigs.
     assert isinstance(cfg.learner, LearnerConfig)
     assert isinstance(cfg.model, ModelConfig)
@@ -44,7 +46,7 @@ def test_file_values_override_defaults_and_keep_the_rest(tmp_path):
         "data:\n  synthetic:\n    n_users: 77\n",
     )
     cfg = load_config(path)
-    defaults = RunConfig()
+    defaults = load_config()
     assert cfg.name == "from-file"
     assert cfg.learner.inner_steps == 2
     assert cfg.learner.first_order is True
@@ -188,8 +190,8 @@ def test_to_yaml_round_trips_through_a_file(tmp_path):
 
 
 def test_to_yaml_of_defaults_round_trips(tmp_path):
-    path = write(tmp_path, to_yaml(RunConfig()))
-    assert load_config(path) == RunConfig()
+    path = write(tmp_path, to_yaml(load_config()))
+    assert load_config(path) == load_config()
 
 
 def experiment_files() -> list[Path]:

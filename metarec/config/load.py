@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metarec.config.schema import RunConfig
-
-# Settings whose value must be one of a few names; checked at load time, not deep in a run.
-CHOICES = {
-    "data.name": ("synthetic", "melu-ml1m"),
-    "learner.adapt": ("all", "decision"),
-    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
-}
 
 
 class ConfigError(ValueError):
     """A bad config file or override; the message names the file and the key."""
 
 
-def _describe(err: OmegaConfBaseException) -> str:
+def _describe(err: OmegaConfBaseException, prefix: str = "") -> str:
     key = getattr(err, "full_key", None)
     reason = str(err).splitlines()[0]
-    return f"key '{key}': {reason}" if key else reason
+    return f"key '{prefix}{key}': {reason}" if key else reason
 
 
-def _read_yaml(path: Path):
+def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -40,11 +34,38 @@ def _read_yaml(path: Path):
     return OmegaConf.create(content)
 
 
+def _typed_learner(config: DictConfig, source: str) -> DictConfig:
+    """The learner section merged onto the chosen learner's own Settings dataclass."""
+    from metarec.learners import LEARNERS  # registers the built-in learners
+
+    name = config.learner.get("name", "maml")
+    try:
+        settings = LEARNERS.get(name).Settings
+    except KeyError as err:
+        raise ConfigError(f"{source}: key 'learner.name': {err.args[0]}") from err
+    try:
+        return OmegaConf.merge(OmegaConf.structured(settings), config.learner)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: learner '{name}': {_describe(err, 'learner.')}") from err
+
+
+def _check_choices(node, prefix: str = "") -> None:
+    """Every field declared with ``choices`` holds one of them."""
+    for spec in dataclasses.fields(node):
+        value = getattr(node, spec.name)
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, f"{prefix}{spec.name}.")
+        elif spec.metadata.get("choices") and value not in spec.metadata["choices"]:
+            allowed = ", ".join(map(str, spec.metadata["choices"]))
+            raise ConfigError(f"key '{prefix}{spec.name}': '{value}' is not one of {allowed}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> RunConfig:
     """Defaults, then the YAML file at ``path``, then ``key=value`` overrides, type-checked.
 
     An unknown key or a value of the wrong type raises ``ConfigError`` naming the key and
-    where it came from.
+    where it came from. The ``learner`` section is checked against the Settings dataclass of
+    the learner it names.
     """
     config = OmegaConf.structured(RunConfig)
     if path is not None:
@@ -59,11 +80,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
         except OmegaConfBaseException as err:
             raise ConfigError(f"override '{override}': {_describe(err)}") from err
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(config, key)
-        if value not in allowed:
-            raise ConfigError(f"key '{key}': '{value}' is not one of {', '.join(allowed)}")
-    return OmegaConf.to_object(config)
+    source = f"{path} with overrides" if path and overrides else str(path or "overrides")
+    config.learner = _typed_learner(config, source)
+    run = OmegaConf.to_object(config)
+    _check_choices(run)
+    return run
 
 
 def to_yaml(config: RunConfig) -> str:

@@ -13,8 +13,10 @@ import lightning as L
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.datamodule import SCENARIOS
+from metarec.data.schema import RecDataset
+from metarec.encoders.network import MeLUNet
 from metarec.learners.functional import masked_mse
 from metarec.metrics import summarize, task_metrics
 
@@ -41,9 +43,21 @@ def query_of(batch: Batch) -> Batch:
 
 
 class MetaLearner(L.LightningModule):
-    """Base class; subclasses register with ``@LEARNERS.register(name)``."""
+    """Base class; subclasses register with ``@LEARNERS.register(name)``.
+
+    ``Settings`` is the learner's config dataclass (``learner.*`` in the YAML), extending
+    ``LearnerConfig``. ``build_network`` makes the network it adapts (MeLU's by default).
+    """
 
     name = "base"
+    Settings = LearnerConfig
+
+    @classmethod
+    def build_network(
+        cls, dataset: RecDataset, model: ModelConfig, rating_mean: float
+    ) -> nn.Module:
+        """The network this learner adapts: MeLU's, output bias at the training mean rating."""
+        return MeLUNet(dataset, model, rating_mean=rating_mean)
 
     def __init__(self, net: nn.Module, cfg: LearnerConfig):
         super().__init__()
@@ -65,15 +79,33 @@ class MetaLearner(L.LightningModule):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.predict(self.adapt(support_of(batch)), query_of(batch))
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        # Each task weighs the same, as in the metrics, whatever its query size.
-        loss = masked_mse(self(batch), batch["query_rating"], batch["query_mask"]).mean()
+    @property
+    def trainable(self) -> bool:
+        """Whether there is anything to meta-train (a no-learning baseline has nothing)."""
+        return any(p.requires_grad for p in self.parameters())
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        """The meta-training loss: query MSE after adapting on the support set.
+
+        Each task weighs the same, as in the metrics, whatever its query size.
+        """
+        return masked_mse(self(batch), batch["query_rating"], batch["query_mask"]).mean()
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """Stop at once, with the settings to change, when the loss is no longer finite."""
         if not torch.isfinite(loss):
+            rates = ", ".join(
+                f"learner.{key}={value}" for key, value in vars(self.cfg).items() if "lr" in key
+            )
             raise TrainingDiverged(
                 f"meta-training diverged: train loss is {loss.item()} at epoch "
-                f"{self.current_epoch}, step {self.global_step} (learner.inner_lr="
-                f"{self.cfg.inner_lr}, learner.outer_lr={self.cfg.outer_lr}); lower them"
+                f"{self.current_epoch}, step {self.global_step}; lower the learning rates "
+                f"({rates})"
             )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch)
+        self.check_finite(loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 

@@ -1,24 +1,50 @@
-"""MAML (Finn et al., 2017), second or first order; ``adapt: decision`` is MeLU's local update."""
+"""MAML (Finn et al., 2017) and its variants that differ only in what adapts and how.
+
+``fomaml`` drops the second-order terms; ``melu`` adapts only the decision layers (MeLU's local
+update, Lee et al., 2019); ``anil`` adapts only the last layer (Raghu et al., 2020).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch.func import vmap
 
+from metarec.config.schema import LearnerConfig, setting
 from metarec.learners.base import Batch, MetaLearner
 from metarec.learners.functional import Params, call, inner_loop
 from metarec.registry import LEARNERS
+
+
+@dataclass
+class MAMLSettings(LearnerConfig):
+    """Inner loop of the gradient-based learners."""
+
+    inner_steps: int = setting(5, "gradient steps on the support set (local updates)")
+    inner_lr: float = setting(0.05, "learning rate of the inner (local) updates")
+    first_order: bool = setting(False, "drop second-order terms of the meta-gradient")
+    adapt: str = setting(
+        "all",
+        "parameters adapted per task: all | decision (MeLU's local update) | last (ANIL)",
+        choices=("all", "decision", "last"),
+    )
 
 
 @LEARNERS.register("maml")
 class MAML(MetaLearner):
     """Gradient steps on each task's support set from shared initial weights, vmapped."""
 
+    Settings = MAMLSettings
+
     def adapted_names(self) -> list[str]:
-        """Parameters adapted per task: all, or only the decision layers (MeLU)."""
+        """Parameters adapted per task: all, the decision layers (MeLU), or the last layer."""
         names = [name for name, _ in self.net.named_parameters()]
         if self.cfg.adapt == "decision":
-            names = [name for name in names if name.startswith(self.net.DECISION_PREFIX)]
+            return [name for name in names if name.startswith(self.net.DECISION_PREFIX)]
+        if self.cfg.adapt == "last":
+            last_layer = names[-1].rsplit(".", 1)[0]
+            return [name for name in names if name.rsplit(".", 1)[0] == last_layer]
         return names
 
     def _split_params(self) -> tuple[Params, Params, Params]:
@@ -31,7 +57,7 @@ class MAML(MetaLearner):
         return fast, frozen, dict(self.net.named_buffers())
 
     def inner_lr(self) -> float | Params:
-        """The inner learning rate (a subclass may learn one per parameter)."""
+        """The inner learning rate (Meta-SGD learns one per parameter)."""
         return self.cfg.inner_lr
 
     def adapt(self, support: Batch) -> Params:
@@ -40,8 +66,8 @@ class MAML(MetaLearner):
         lr = self.inner_lr()
 
         def one_task(task: Batch) -> Params:
-            return inner_loop(self.net, fast, frozen, buffers, task, self.cfg.inner_steps, lr,
-                              first_order)  # fmt: skip
+            steps = self.cfg.inner_steps
+            return inner_loop(self.net, fast, frozen, buffers, task, steps, lr, first_order)
 
         return vmap(one_task)(support)
 
@@ -52,3 +78,41 @@ class MAML(MetaLearner):
             return call(self.net, weights, frozen, buffers, user, item)
 
         return vmap(one_task)(fast, query["user"], query["item"])
+
+
+@dataclass
+class FOMAMLSettings(MAMLSettings):
+    first_order: bool = setting(True, "drop second-order terms of the meta-gradient")
+
+
+@LEARNERS.register("fomaml")
+class FOMAML(MAML):
+    """First-order MAML: the inner gradients are constants to the meta-gradient."""
+
+    Settings = FOMAMLSettings
+
+
+@dataclass
+class MeLUSettings(MAMLSettings):
+    adapt: str = setting(
+        "decision", "parameters adapted per task", choices=("all", "decision", "last")
+    )
+
+
+@LEARNERS.register("melu")
+class MeLU(MAML):
+    """MeLU's local update: only the decision layers adapt; embeddings are global."""
+
+    Settings = MeLUSettings
+
+
+@dataclass
+class ANILSettings(MAMLSettings):
+    adapt: str = setting("last", "parameters adapted per task", choices=("all", "decision", "last"))
+
+
+@LEARNERS.register("anil")
+class ANIL(MAML):
+    """Almost No Inner Loop: only the output layer adapts."""
+
+    Settings = ANILSettings

@@ -1,0 +1,42 @@
+"""Meta-SGD (Li et al., 2017): MAML whose inner learning rate is learned, one per weight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from metarec.config.schema import setting
+from metarec.learners.functional import Params
+from metarec.learners.maml import MAML, MAMLSettings
+from metarec.registry import LEARNERS
+
+
+@dataclass
+class MetaSGDSettings(MAMLSettings):
+    inner_steps: int = setting(1, "gradient steps on the support set (Meta-SGD uses one)")
+
+
+@LEARNERS.register("metasgd")
+class MetaSGD(MAML):
+    """Each adapted weight has its own inner learning rate, meta-learned with the weights."""
+
+    Settings = MetaSGDSettings
+
+    def __init__(self, net: nn.Module, cfg: MetaSGDSettings):
+        super().__init__(net, cfg)
+        shapes = dict(net.named_parameters())
+        # ParameterDict keys may not contain dots.
+        self.log_lr = nn.ParameterDict(
+            {
+                name.replace(".", "/"): nn.Parameter(
+                    torch.full_like(shapes[name], float(torch.tensor(cfg.inner_lr).log()))
+                )
+                for name in self.adapted_names()
+            }
+        )
+
+    def inner_lr(self) -> Params:
+        # Learned in log space so that a rate never turns negative.
+        return {name.replace("/", "."): log_lr.exp() for name, log_lr in self.log_lr.items()}
