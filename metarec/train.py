@@ -41,11 +41,9 @@ def make_run_dir(cfg: RunConfig) -> Path:
 
 
 def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
-    """The network (output bias at the training mean rating) inside the configured learner."""
-    _, ratings = tasks.train_ratings()
+    """The configured learner around the network it builds from the meta-training tasks."""
     learner_cls = LEARNERS.get(cfg.learner.name)
-    net = learner_cls.build_network(tasks.dataset, cfg.model, float(ratings.mean()))
-    return learner_cls(net, cfg.learner)
+    return learner_cls(learner_cls.build_network(tasks, cfg.model), cfg.learner)
 
 
 def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Trainer:
@@ -103,8 +101,9 @@ def train(cfg: RunConfig) -> RunResult:
                                  monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
     datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
                                      cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
-    trainer = make_trainer(cfg, run_dir, callbacks=[checkpoint])
-    trainer.fit(learner, datamodule=datamodule)
+    if learner.trainable:  # a no-learning baseline has nothing to fit
+        trainer = make_trainer(cfg, run_dir, callbacks=[checkpoint])
+        trainer.fit(learner, datamodule=datamodule)
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         learner.load_state_dict(state["state_dict"])

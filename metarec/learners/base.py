@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from metarec.config.schema import LearnerConfig, ModelConfig
-from metarec.data.datamodule import SCENARIOS
-from metarec.data.schema import RecDataset
+from metarec.data.datamodule import SCENARIOS, ColdStartTasks
 from metarec.encoders.network import MeLUNet
 from metarec.learners.functional import masked_mse
 from metarec.metrics import summarize, task_metrics
@@ -53,11 +52,13 @@ class MetaLearner(L.LightningModule):
     Settings = LearnerConfig
 
     @classmethod
-    def build_network(
-        cls, dataset: RecDataset, model: ModelConfig, rating_mean: float
-    ) -> nn.Module:
-        """The network this learner adapts: MeLU's, output bias at the training mean rating."""
-        return MeLUNet(dataset, model, rating_mean=rating_mean)
+    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+        """The network this learner adapts: MeLU's, output bias at the training mean rating.
+
+        ``tasks`` gives the dataset and the meta-training ratings, never the test tasks' labels.
+        """
+        _, ratings = tasks.train_ratings()
+        return MeLUNet(tasks.dataset, model, rating_mean=float(ratings.mean()))
 
     def __init__(self, net: nn.Module, cfg: LearnerConfig):
         super().__init__()
