@@ -28,6 +28,11 @@ class Registry:
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for throwaway learners in notebooks and tests)."""
+        self.get(name)
+        del self._entries[name]
+
     def get(self, name: str) -> type:
         """The class registered under ``name``."""
         if name not in self._entries:

@@ -1,7 +1,10 @@
 """Meta-learners; importing this package registers every built-in learner."""
 
-from metarec.learners import maml, metasgd  # noqa: F401  (registers)
+from metarec.learners import maml, metasgd, reptile, ridge  # noqa: F401  (registers)
 from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 __all__ = ["LEARNERS", "MetaLearner"]
+
+# Last: the baselines subclass MetaLearner, so they import metarec.learners.base themselves.
+from metarec.baselines import finetune, mean, mf, widedeep  # noqa: E402, F401  (registers)
