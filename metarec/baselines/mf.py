@@ -1,0 +1,118 @@
+"""Biased matrix factorisation with users folded in: r = mu + b_i + b_u + p_u . q_i.
+
+Every task is a user the model has never seen, so a user has no learned vector: its bias and
+factors ``(b_u, p_u)`` are folded in from the support set by ridge least squares, in closed
+form (one batched ``torch.linalg.solve``). Item biases ``b_i`` and factors ``q_i`` are learned
+by Adam on the meta-training tasks through that solve: fold in each task's user from its
+support set, predict its query set, minimise the MSE (the base class's training loss). This is
+MF trained for fold-in, not MF fitted to a rating matrix by alternating least squares. Items
+never rated in meta-training (every new item) have no factors: ``b_i = 0`` and ``q_i = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from metarec.baselines.bias import item_means
+from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.data.datamodule import ColdStartTasks
+from metarec.learners.base import Batch, MetaLearner
+from metarec.registry import LEARNERS
+
+
+class ItemFactors(nn.Module):
+    """Item biases and factors over item rows; rows unseen in meta-training read as zero."""
+
+    def __init__(self, seen: torch.Tensor, item_offset: torch.Tensor, rating_mean: float):
+        super().__init__()
+        self.register_buffer("seen", seen)
+        self.register_buffer("rating_mean", torch.tensor(rating_mean))
+        self.item_offset = item_offset  # initial biases; not state once the tables exist
+        self.factors: nn.Embedding | None = None
+        self.bias: nn.Embedding | None = None
+
+    def add_tables(self, factors: int, init_std: float) -> None:
+        """Allocate the learned tables: small random factors, biases at the item means' offsets.
+
+        Rows of items unseen in meta-training are zero.
+        """
+        self.factors = nn.Embedding(len(self.seen), factors)
+        self.bias = nn.Embedding(len(self.seen), 1)
+        nn.init.normal_(self.factors.weight, std=init_std)  # all-zero factors are a saddle
+        with torch.no_grad():
+            self.bias.weight.copy_(self.item_offset.unsqueeze(-1))
+            self.factors.weight[~self.seen] = 0.0
+            self.bias.weight[~self.seen] = 0.0
+
+    def forward(self, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``item`` rows of any shape -> biases ``item.shape``, features ``item.shape + (1+k,)``.
+
+        The features are ``[1, q_i]``, so ``features @ [b_u, p_u]`` is the user's part.
+        """
+        seen = self.seen[item].to(self.factors.weight.dtype)
+        factors = self.factors(item) * seen.unsqueeze(-1)
+        features = torch.cat([torch.ones_like(factors[..., :1]), factors], dim=-1)
+        return self.bias(item).squeeze(-1) * seen, features
+
+
+@dataclass
+class MFSettings(LearnerConfig):
+    """Sizes and penalties of biased MF with fold-in."""
+
+    factors: int = setting(16, "latent factors per item (and per folded-in user)")
+    l2: float = setting(1e-3, "penalty on the item biases and factors of a meta-batch's ratings")
+    fold_in_l2: float = setting(3.0, "ridge penalty on the folded-in user bias and factors")
+    init_std: float = setting(0.01, "std of the initial item factors")
+    outer_lr: float = setting(1e-2, "Adam learning rate of the item biases and factors")
+
+
+@LEARNERS.register("mf")
+class MF(MetaLearner):
+    """Biased MF; each task's user is solved by ridge regression on its support ratings."""
+
+    Settings = MFSettings
+
+    @classmethod
+    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+        """Which items meta-training rated, their mean ratings, and the mean training rating.
+
+        Item biases start at ``item mean - mu``: only query ratings reach them directly in
+        training (support ratings act through the fold-in), too few to learn them from zero.
+        """
+        items, ratings = tasks.train_ratings()
+        seen = torch.zeros(len(tasks.dataset.items), dtype=torch.bool)
+        seen[items] = True
+        mean = float(ratings.mean())
+        offset = (item_means(items, ratings, len(seen)) - mean).float()
+        return ItemFactors(seen, offset, mean)
+
+    def __init__(self, net: ItemFactors, cfg: MFSettings):
+        super().__init__(net, cfg)
+        # ``build_network`` never sees learner settings, so the tables are sized here.
+        net.add_tables(cfg.factors, cfg.init_std)
+
+    def adapt(self, support: Batch) -> torch.Tensor:
+        """Per task ``[b_u, p_u]`` (tasks, 1 + k): ridge regression of the support residuals."""
+        item_bias, features = self.net(support["item"])
+        mask = support["mask"].to(features.dtype)
+        features = features * mask.unsqueeze(-1)  # padded entries drop out of both sides
+        residual = (support["rating"] - self.net.rating_mean - item_bias) * mask
+        eye = torch.eye(features.shape[-1], dtype=features.dtype, device=features.device)
+        gram = features.mT @ features + self.cfg.fold_in_l2 * eye
+        return torch.linalg.solve(gram, features.mT @ residual.unsqueeze(-1)).squeeze(-1)
+
+    def predict(self, user: torch.Tensor, query: Batch) -> torch.Tensor:
+        item_bias, features = self.net(query["item"])
+        return self.net.rating_mean + item_bias + (features @ user.unsqueeze(-1)).squeeze(-1)
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        """Query MSE after fold-in, plus ``l2`` times the mean squared norm of the items rated."""
+        items = torch.cat([batch["support_item"], batch["query_item"]], dim=1)
+        mask = torch.cat([batch["support_mask"], batch["query_mask"]], dim=1)
+        item_bias, features = self.net(items)
+        norms = item_bias**2 + (features[..., 1:] ** 2).sum(-1)
+        penalty = (norms * mask).sum() / mask.sum().clamp(min=1)
+        return super().training_loss(batch) + self.cfg.l2 * penalty
