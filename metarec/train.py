@@ -11,8 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from metarec.baselines.bias import item_means, predict_bias
-from metarec.config import RunConfig, to_yaml
+from metarec.config import ModelConfig, RunConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
@@ -78,13 +77,16 @@ def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dic
 
 def bias_baseline(tasks: ColdStartTasks) -> dict[str, dict[str, float | int]]:
     """Item-mean + user-offset metrics per scenario: the no-learning reference row."""
-    items, ratings = tasks.train_ratings()
-    means = item_means(items, ratings, len(tasks.dataset.items))
+    mean = LEARNERS.get("mean")
+    learner = mean(
+        mean.build_network(tasks, ModelConfig()), mean.Settings(name="mean", kind="bias")
+    )
     results = {}
     for scenario, task_set in tasks.test.items():
-        pred = predict_bias(task_set, means, tasks.dataset.rating_scale)
+        batch = task_set[torch.arange(len(task_set))]
+        pred = learner(batch)
         results[scenario] = summarize(
-            task_metrics(pred, task_set.query_rating, task_set.query_mask)
+            task_metrics(pred, batch["query_rating"], batch["query_mask"])
         )
     return results
 

@@ -10,6 +10,16 @@ from metarec.data.tasks import TaskSet
 SCALE = (1.0, 5.0)
 
 
+def _predict(tasks, means, scale):
+    """``predict_bias`` on a TaskSet's support sets and query items."""
+    support = {
+        "item": tasks.support_item,
+        "rating": tasks.support_rating,
+        "mask": tasks.support_mask,
+    }
+    return predict_bias(support, tasks.query_item, means, scale)
+
+
 def test_item_means_by_hand():
     items = torch.tensor([0, 0, 2, 2, 2, 3])
     ratings = torch.tensor([1.0, 4.0, 5.0, 4.0, 3.0, 2.0])
@@ -55,7 +65,7 @@ def test_predict_bias_is_item_mean_plus_mean_support_residual():
         support_mask=[[True, True, True], [True, True, False]],
         query_item=[[3, 0], [2, 0]],
     )
-    predicted = predict_bias(tasks, MEANS, SCALE)
+    predicted = _predict(tasks, MEANS, SCALE)
     # Task 0 residuals: 4-3, 3-2, 5-4.5 -> mean 2.5/3. Task 1 (third entry padded): 4-4.5,
     # 1-1.5 -> mean -0.5.
     offset0, offset1 = 2.5 / 3, -0.5
@@ -81,8 +91,8 @@ def test_padded_support_entries_do_not_count():
         support_mask=[[True, True]],
         query_item=[[1]],
     )
-    got = predict_bias(padded, MEANS, SCALE)
-    torch.testing.assert_close(got, predict_bias(trimmed, MEANS, SCALE))
+    got = _predict(padded, MEANS, SCALE)
+    torch.testing.assert_close(got, _predict(trimmed, MEANS, SCALE))
     # offset = ((4 - 3) + (3 - 2)) / 2 = 1; the query item's mean is 4.5 -> 5.5, clamped to 5.
     torch.testing.assert_close(got.double(), torch.tensor([[5.0]], dtype=torch.float64))
 
@@ -94,14 +104,14 @@ def test_predictions_are_clamped_to_the_scale():
         support_mask=[[True, True], [True, True]],
         query_item=[[1, 2], [3, 0]],
     )
-    predicted = predict_bias(tasks, MEANS, SCALE).double()
+    predicted = _predict(tasks, MEANS, SCALE).double()
     # Task 0: offset +3.5 -> 8.0 and 5.5, both clamped to 5. Task 1: offset -3.5 -> -2.0 and
     # -0.5, both clamped to 1.
     torch.testing.assert_close(
         predicted, torch.tensor([[5.0, 5.0], [1.0, 1.0]], dtype=torch.float64)
     )
     # Another scale clamps elsewhere.
-    narrow = predict_bias(tasks, MEANS, (2.0, 4.0)).double()
+    narrow = _predict(tasks, MEANS, (2.0, 4.0)).double()
     torch.testing.assert_close(narrow, torch.tensor([[4.0, 4.0], [2.0, 2.0]], dtype=torch.float64))
 
 
@@ -112,7 +122,7 @@ def test_empty_support_gives_the_item_mean():
         support_mask=[[False, False]],
         query_item=[[0, 1, 3]],
     )
-    predicted = predict_bias(tasks, MEANS, SCALE).double()
+    predicted = _predict(tasks, MEANS, SCALE).double()
     torch.testing.assert_close(predicted, MEANS[[0, 1, 3]].unsqueeze(0))
 
 
@@ -126,5 +136,5 @@ def test_item_means_feed_predict_bias_end_to_end():
         query_item=[[2]],
     )
     # offset = ((4 - 3) + (4 - 5)) / 2 = 0 -> the unseen item's global mean.
-    predicted = predict_bias(tasks, means, SCALE).double()
+    predicted = _predict(tasks, means, SCALE).double()
     torch.testing.assert_close(predicted, torch.tensor([[11.0 / 3.0]], dtype=torch.float64))

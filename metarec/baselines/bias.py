@@ -6,9 +6,9 @@ seen there), the user's offset is the mean of ``rating - item_mean`` over the su
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
 
-from metarec.data.tasks import TaskSet
+import torch
 
 
 def item_means(items: torch.Tensor, ratings: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -20,9 +20,17 @@ def item_means(items: torch.Tensor, ratings: torch.Tensor, n_items: int) -> torc
     return torch.where(count > 0, total / count.clamp(min=1), ratings.double().mean())
 
 
-def predict_bias(tasks: TaskSet, means: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
-    """Predicted query ratings (tasks, query) of the item-mean + user-offset model."""
-    mask = tasks.support_mask.double()
-    residual = (tasks.support_rating.double() - means[tasks.support_item]) * mask
+def predict_bias(
+    support: Mapping[str, torch.Tensor],
+    query_item: torch.Tensor,
+    means: torch.Tensor,
+    scale: tuple[float, float],
+) -> torch.Tensor:
+    """Predicted query ratings (tasks, query) of the item-mean + user-offset model.
+
+    ``support`` holds a batch of support sets: ``item``, ``rating`` and ``mask`` (tasks, S).
+    """
+    mask = support["mask"].double()
+    residual = (support["rating"].double() - means[support["item"]]) * mask
     offset = residual.sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)
-    return (means[tasks.query_item] + offset).clamp(*scale)
+    return (means[query_item] + offset).clamp(*scale)

@@ -10,7 +10,6 @@ rating scale and kept in float64, as ``bias.py`` computes them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -62,13 +61,7 @@ class Mean(MetaLearner):
     def predict(self, support: Batch, query: Batch) -> torch.Tensor:
         net, kind = self.net, self.cfg.kind
         if kind == "bias":  # bias.py's own function, so the numbers equal the bias baseline's
-            tasks = SimpleNamespace(  # predict_bias reads these four fields of a TaskSet
-                support_item=support["item"],
-                support_rating=support["rating"],
-                support_mask=support["mask"],
-                query_item=query["item"],
-            )
-            return predict_bias(tasks, net.item_mean, net.rating_scale)  # clamps itself
+            return predict_bias(support, query["item"], net.item_mean, net.rating_scale)
         if kind == "item":
             pred = net.item_mean[query["item"]]
         elif kind == "user":
