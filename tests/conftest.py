@@ -6,6 +6,7 @@ import logging
 import warnings
 
 import pytest
+import torch
 
 from metarec.config import load_config
 from metarec.data.datamodule import ColdStartTasks, load_dataset
@@ -18,6 +19,10 @@ SMALL = [
     "learner.eval_batch_size=64",
     "trainer.progress_bar=false",
 ]
+
+
+# Test tensors are tiny: one thread avoids oversubscribing a busy 2-core machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
