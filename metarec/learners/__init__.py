@@ -1,6 +1,6 @@
 """Meta-learners; importing this package registers every built-in learner."""
 
-from metarec.learners import maml, metasgd, reptile, ridge  # noqa: F401  (registers)
+from metarec.learners import attention, maml, metasgd, protonet, reptile, ridge  # noqa: F401  (registers)
 from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 

@@ -1,0 +1,115 @@
+"""Reptile (Nichol, Achiam and Schulman, 2018): first-order meta-learning without a meta-gradient.
+
+Each task of a meta-batch is adapted by plain SGD from the shared (slow) weights, and the slow
+weights move toward the mean of the adapted ones: θ ← θ + ε (mean φ − θ). The outer step is not
+the gradient of any loss, so the learner uses Lightning's manual optimisation. Evaluation is
+MAML's: ``inner_steps`` SGD steps on the support set, then predict the query set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import vmap
+
+from metarec.config import ConfigError
+from metarec.config.schema import setting
+from metarec.learners.base import Batch, query_of
+from metarec.learners.functional import Params, inner_loop, masked_mse
+from metarec.learners.maml import MAML, MAMLSettings
+from metarec.registry import LEARNERS
+
+
+def whole_task(batch: Batch) -> Batch:
+    """Support and query ratings of training tasks as one (masked) set, for learners that fit
+    the whole task: Reptile's inner loop and the pooled baselines. Never used on test tasks."""
+    return {
+        "user": batch["user"],
+        "item": torch.cat([batch["support_item"], batch["query_item"]], dim=1),
+        "rating": torch.cat([batch["support_rating"], batch["query_rating"]], dim=1),
+        "mask": torch.cat([batch["support_mask"], batch["query_mask"]], dim=1),
+    }
+
+
+@dataclass
+class ReptileSettings(MAMLSettings):
+    """MAML's inner loop; ``outer_lr`` is Reptile's step size ε, a plain SGD step."""
+
+    # Defaults picked on synthetic validation MAE. ε = 1 sets θ to the mean of the solutions;
+    # the meta-batch mean is what keeps that step small. Inner rates of 0.05 and above diverge
+    # on the support set at evaluation once θ has trained a while.
+    outer_lr: float = setting(1.0, "Reptile's step size ε: θ ← θ + ε (mean adapted φ − θ)")
+    inner_lr: float = setting(0.03, "SGD learning rate of the per-task steps")
+    # Reptile never differentiates through the inner loop, and it moves only the weights that
+    # adapt (the others would stay at their initialisation), so neither choice is open.
+    first_order: bool = setting(True, "Reptile is first order by construction", choices=(True,))
+    adapt: str = setting("all", "every weight adapts (Reptile moves only these)", choices=("all",))
+
+
+@LEARNERS.register("reptile")
+class Reptile(MAML):
+    """Slow weights interpolate toward the mean of the per-task SGD solutions.
+
+    Unlike MAML's support/query split, the inner loop trains on the whole training task (support
+    and query ratings), as in the paper, where a task's data is not split: Reptile's update needs
+    no held-out loss. The query loss it logs is therefore a training-fit number, not a held-out
+    one. Evaluation adapts on the support set only (``MAML.adapt``).
+    """
+
+    Settings = ReptileSettings
+
+    def __init__(self, net: nn.Module, cfg: ReptileSettings):
+        super().__init__(net, cfg)
+        self.automatic_optimization = False  # the outer step is an interpolation, not a backward
+
+    def on_fit_start(self) -> None:
+        # A GradScaler (16-mixed) unscales the "gradients" of outer_step, which were never
+        # scaled: the step would silently shrink by the loss scale (65536 at first).
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            raise ConfigError(
+                f"key 'trainer.precision': {self.trainer.precision} uses a gradient scaler, which "
+                "breaks Reptile's outer step (it is not a backward); use 32-true or bf16-mixed"
+            )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        slow = {name: p.detach() for name, p in self.net.named_parameters()}  # no graph to θ
+        adapted = set(self.adapted_names())
+        fast = {name: p for name, p in slow.items() if name in adapted}
+        frozen = {name: p for name, p in slow.items() if name not in adapted}
+        buffers = dict(self.net.named_buffers())
+        steps, lr = self.cfg.inner_steps, self.inner_lr()
+
+        def one_task(task: Batch) -> Params:
+            return inner_loop(self.net, fast, frozen, buffers, task, steps, lr, first_order=True)
+
+        solutions = vmap(one_task)(whole_task(batch))
+        with torch.no_grad():
+            loss = masked_mse(
+                self.predict(solutions, query_of(batch)), batch["query_rating"], batch["query_mask"]
+            ).mean()
+        self.check_finite(loss)
+        self.outer_step({name: slow[name] - phi.mean(0) for name, phi in solutions.items()})
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
+        return loss
+
+    def outer_step(self, deltas: Params) -> None:
+        """θ ← θ − ε · (θ − mean φ), as an SGD step of the Lightning-wrapped optimiser.
+
+        ``deltas`` (θ − mean φ per adapted weight) are written as gradients so the step goes
+        through Lightning's optimiser (precision plugin, step counting, checkpointed state).
+        Under DDP these gradients are NOT all-reduced: DDP averages gradients in hooks fired by
+        ``backward``, which Reptile never calls. A multi-device version must average ``deltas``
+        across processes here (e.g. ``torch.distributed.all_reduce`` then divide by the world
+        size) before the step; this method is the one place to do it.
+        """
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        for name, param in self.net.named_parameters():
+            param.grad = deltas.get(name)  # None for a weight that does not adapt: SGD skips it
+        optimizer.step()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Plain SGD, no momentum: one step of size ε along θ − mean φ is exactly Reptile's update.
+        return torch.optim.SGD(self.net.parameters(), lr=self.cfg.outer_lr)
