@@ -12,9 +12,8 @@ from torch.utils.data import DataLoader
 
 from metarec.config import ConfigError, load_config
 from metarec.learners import LEARNERS
-from metarec.learners.base import query_of, support_of
+from metarec.learners.base import query_of, support_of, whole_task
 from metarec.learners.functional import masked_mse
-from metarec.learners.reptile import whole_task
 from metarec.train import build_learner
 
 from .conftest import SMALL

@@ -17,9 +17,8 @@ from torch import nn
 from torch.func import vmap
 
 from metarec.config.schema import LearnerConfig, setting
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import Batch, MetaLearner, whole_task
 from metarec.learners.functional import Params, call, inner_loop
-from metarec.learners.reptile import whole_task
 from metarec.registry import LEARNERS
 
 # LoRA's A matrices start random; a fixed seed gives every evaluation the same adapters, so a

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from metarec.baselines.finetune import PooledNetwork
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 from metarec.encoders.network import MeLUNet
-from metarec.learners.base import Batch, MetaLearner
-from metarec.learners.functional import masked_mse
 from metarec.registry import LEARNERS
 
 
@@ -51,8 +50,8 @@ class WideDeepSettings(LearnerConfig):
 
 
 @LEARNERS.register("widedeep")
-class WideDeep(MetaLearner):
-    """Wide & Deep fitted to every meta-training rating; no per-user adaptation."""
+class WideDeep(PooledNetwork):
+    """Wide & Deep fitted to every meta-training rating (as ``global``); no adaptation."""
 
     Settings = WideDeepSettings
 
@@ -60,17 +59,3 @@ class WideDeep(MetaLearner):
     def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
         _, ratings = tasks.train_ratings()
         return WideDeepNet(tasks.dataset, model, rating_mean=float(ratings.mean()))
-
-    def adapt(self, support: Batch) -> None:
-        return None
-
-    def predict(self, state: None, query: Batch) -> torch.Tensor:
-        return self.net(query["user"].unsqueeze(-1), query["item"])
-
-    def training_loss(self, batch: Batch) -> torch.Tensor:
-        """MSE over every rating of the meta-batch, support and query (each rating weighs 1)."""
-        items = torch.cat([batch["support_item"], batch["query_item"]], dim=1)
-        ratings = torch.cat([batch["support_rating"], batch["query_rating"]], dim=1)
-        mask = torch.cat([batch["support_mask"], batch["query_mask"]], dim=1)
-        pred = self.net(batch["user"].unsqueeze(-1), items)
-        return masked_mse(pred.flatten(), ratings.flatten(), mask.flatten())

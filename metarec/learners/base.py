@@ -22,6 +22,17 @@ from metarec.metrics import summarize, task_metrics
 Batch = dict[str, torch.Tensor]
 
 
+def whole_task(batch: Batch) -> Batch:
+    """Support and query ratings of training tasks as one (masked) set, for learners that fit
+    the whole task: Reptile's inner loop and the pooled baselines. Never used on test tasks."""
+    return {
+        "user": batch["user"],
+        "item": torch.cat([batch["support_item"], batch["query_item"]], dim=1),
+        "rating": torch.cat([batch["support_rating"], batch["query_rating"]], dim=1),
+        "mask": torch.cat([batch["support_mask"], batch["query_mask"]], dim=1),
+    }
+
+
 class TrainingDiverged(FloatingPointError):
     """The meta-training loss stopped being finite; no number from such a run is reported."""
 
@@ -92,12 +103,13 @@ class MetaLearner(L.LightningModule):
         """
         return masked_mse(self(batch), batch["query_rating"], batch["query_mask"]).mean()
 
+    def _rates(self) -> str:
+        return ", ".join(f"learner.{k}={v}" for k, v in vars(self.cfg).items() if "lr" in k)
+
     def check_finite(self, loss: torch.Tensor) -> None:
         """Stop at once, with the settings to change, when the loss is no longer finite."""
         if not torch.isfinite(loss):
-            rates = ", ".join(
-                f"learner.{key}={value}" for key, value in vars(self.cfg).items() if "lr" in key
-            )
+            rates = self._rates()
             raise TrainingDiverged(
                 f"meta-training diverged: train loss is {loss.item()} at epoch "
                 f"{self.current_epoch}, step {self.global_step}; lower the learning rates "
@@ -113,6 +125,11 @@ class MetaLearner(L.LightningModule):
     def _evaluate(self, batch: Batch, scenario: str) -> None:
         with torch.enable_grad():
             pred = self(batch).detach()
+        if not torch.isfinite(pred).all():
+            raise TrainingDiverged(
+                f"{self.name}: predictions for '{scenario}' are not finite; adapting on the "
+                f"support sets diverged, lower the adaptation learning rates ({self._rates()})"
+            )
         metrics = task_metrics(pred, batch["query_rating"], batch["query_mask"])
         self._outputs.setdefault(scenario, []).append({k: v.cpu() for k, v in metrics.items()})
 

@@ -16,21 +16,10 @@ from torch.func import vmap
 
 from metarec.config import ConfigError
 from metarec.config.schema import setting
-from metarec.learners.base import Batch, query_of
+from metarec.learners.base import Batch, query_of, whole_task
 from metarec.learners.functional import Params, inner_loop, masked_mse
 from metarec.learners.maml import MAML, MAMLSettings
 from metarec.registry import LEARNERS
-
-
-def whole_task(batch: Batch) -> Batch:
-    """Support and query ratings of training tasks as one (masked) set, for learners that fit
-    the whole task: Reptile's inner loop and the pooled baselines. Never used on test tasks."""
-    return {
-        "user": batch["user"],
-        "item": torch.cat([batch["support_item"], batch["query_item"]], dim=1),
-        "rating": torch.cat([batch["support_rating"], batch["query_rating"]], dim=1),
-        "mask": torch.cat([batch["support_mask"], batch["query_mask"]], dim=1),
-    }
 
 
 @dataclass
