@@ -42,7 +42,7 @@ def make_run_dir(cfg: RunConfig) -> Path:
 def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
     """The configured learner around the network it builds from the meta-training tasks."""
     learner_cls = LEARNERS.get(cfg.learner.name)
-    return learner_cls(learner_cls.build_network(tasks, cfg.model), cfg.learner)
+    return learner_cls(learner_cls.build_network(tasks, cfg.model, cfg.learner), cfg.learner)
 
 
 def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Trainer:
@@ -78,9 +78,8 @@ def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dic
 def bias_baseline(tasks: ColdStartTasks) -> dict[str, dict[str, float | int]]:
     """Item-mean + user-offset metrics per scenario: the no-learning reference row."""
     mean = LEARNERS.get("mean")
-    learner = mean(
-        mean.build_network(tasks, ModelConfig()), mean.Settings(name="mean", kind="bias")
-    )
+    settings = mean.Settings(name="mean", kind="bias")
+    learner = mean(mean.build_network(tasks, ModelConfig(), settings), settings)
     results = {}
     for scenario, task_set in tasks.test.items():
         batch = task_set[torch.arange(len(task_set))]

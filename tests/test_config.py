@@ -211,3 +211,16 @@ def test_there_are_experiment_files():
 def test_every_experiment_file_loads(path):
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["learner.name=attention", "learner.heads=3"], "learner.heads"),
+        (["learner.name=protonet", "learner.temperature=0"], "learner.temperature"),
+        (["learner.name=reptile", "learner.first_order=false"], "learner.first_order"),
+    ],
+)
+def test_learner_settings_that_depend_on_each_other_fail_at_load(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, overrides)

@@ -49,7 +49,9 @@ class Mean(MetaLearner):
     Settings = MeanSettings
 
     @classmethod
-    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+    def build_network(
+        cls, tasks: ColdStartTasks, model: ModelConfig, settings: MeanSettings
+    ) -> nn.Module:
         """Item and global means of the meta-training ratings, computed once."""
         items, ratings = tasks.train_ratings()
         means = item_means(items, ratings, len(tasks.dataset.items))

@@ -26,24 +26,23 @@ from metarec.registry import LEARNERS
 class ItemFactors(nn.Module):
     """Item biases and factors over item rows; rows unseen in meta-training read as zero."""
 
-    def __init__(self, seen: torch.Tensor, item_offset: torch.Tensor, rating_mean: float):
+    def __init__(
+        self,
+        seen: torch.Tensor,
+        item_offset: torch.Tensor,
+        rating_mean: float,
+        factors: int,
+        init_std: float,
+    ):
+        """Small random factors, biases at the item means' offsets; unseen items' rows zero."""
         super().__init__()
         self.register_buffer("seen", seen)
         self.register_buffer("rating_mean", torch.tensor(rating_mean))
-        self.item_offset = item_offset  # initial biases; not state once the tables exist
-        self.factors: nn.Embedding | None = None
-        self.bias: nn.Embedding | None = None
-
-    def add_tables(self, factors: int, init_std: float) -> None:
-        """Allocate the learned tables: small random factors, biases at the item means' offsets.
-
-        Rows of items unseen in meta-training are zero.
-        """
-        self.factors = nn.Embedding(len(self.seen), factors)
-        self.bias = nn.Embedding(len(self.seen), 1)
+        self.factors = nn.Embedding(len(seen), factors)
+        self.bias = nn.Embedding(len(seen), 1)
         nn.init.normal_(self.factors.weight, std=init_std)  # all-zero factors are a saddle
         with torch.no_grad():
-            self.bias.weight.copy_(self.item_offset.unsqueeze(-1))
+            self.bias.weight.copy_(item_offset.unsqueeze(-1))
             self.factors.weight[~self.seen] = 0.0
             self.bias.weight[~self.seen] = 0.0
 
@@ -76,7 +75,9 @@ class MF(MetaLearner):
     Settings = MFSettings
 
     @classmethod
-    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+    def build_network(
+        cls, tasks: ColdStartTasks, model: ModelConfig, settings: MFSettings
+    ) -> nn.Module:
         """Which items meta-training rated, their mean ratings, and the mean training rating.
 
         Item biases start at ``item mean - mu``: only query ratings reach them directly in
@@ -87,12 +88,7 @@ class MF(MetaLearner):
         seen[items] = True
         mean = float(ratings.mean())
         offset = (item_means(items, ratings, len(seen)) - mean).float()
-        return ItemFactors(seen, offset, mean)
-
-    def __init__(self, net: ItemFactors, cfg: MFSettings):
-        super().__init__(net, cfg)
-        # ``build_network`` never sees learner settings, so the tables are sized here.
-        net.add_tables(cfg.factors, cfg.init_std)
+        return ItemFactors(seen, offset, mean, settings.factors, settings.init_std)
 
     def adapt(self, support: Batch) -> torch.Tensor:
         """Per task ``[b_u, p_u]`` (tasks, 1 + k): ridge regression of the support residuals."""

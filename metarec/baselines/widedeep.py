@@ -56,6 +56,8 @@ class WideDeep(PooledNetwork):
     Settings = WideDeepSettings
 
     @classmethod
-    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+    def build_network(
+        cls, tasks: ColdStartTasks, model: ModelConfig, settings: WideDeepSettings
+    ) -> nn.Module:
         _, ratings = tasks.train_ratings()
         return WideDeepNet(tasks.dataset, model, rating_mean=float(ratings.mean()))

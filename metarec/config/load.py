@@ -82,7 +82,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raise ConfigError(f"override '{override}': {_describe(err)}") from err
     source = f"{path} with overrides" if path and overrides else str(path or "overrides")
     config.learner = _typed_learner(config, source)
-    run = OmegaConf.to_object(config)
+    try:  # builds the dataclasses, whose __post_init__ checks values that depend on each other
+        run = OmegaConf.to_object(config)
+    except (ValueError, OmegaConfBaseException) as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"{source}: {str(cause).splitlines()[0]}") from err
     _check_choices(run)
     return run
 

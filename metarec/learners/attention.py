@@ -35,6 +35,12 @@ class AttentionSettings(LearnerConfig):
     feedforward: int = setting(128, "width of each encoder layer's feed-forward block")
     dropout: float = setting(0.0, "dropout in the attention layers (0 keeps evaluation exact)")
 
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(
+                f"learner.heads ({self.heads}) must divide learner.d_model ({self.d_model})"
+            )
+
 
 class PairFeatures(nn.Module):
     """User and item feature embeddings, concatenated; keeps what the rest is built from."""
@@ -105,17 +111,12 @@ class Attention(MetaLearner):
     Settings = AttentionSettings
 
     @classmethod
-    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
-        # The attention layers' sizes are learner settings, which this hook does not see;
-        # __init__ builds them around these feature embeddings.
+    def build_network(
+        cls, tasks: ColdStartTasks, model: ModelConfig, settings: AttentionSettings
+    ) -> nn.Module:
         _, ratings = tasks.train_ratings()
-        return PairFeatures(tasks.dataset, model, rating_mean=float(ratings.mean()))
-
-    def __init__(self, net: PairFeatures, cfg: AttentionSettings):
-        if cfg.d_model % cfg.heads:
-            raise ValueError(f"learner.heads ({cfg.heads}) must divide learner.d_model "
-                             f"({cfg.d_model})")  # fmt: skip
-        super().__init__(InContextNet(net, cfg), cfg)
+        features = PairFeatures(tasks.dataset, model, rating_mean=float(ratings.mean()))
+        return InContextNet(features, settings)
 
     def adapt(self, support: Batch) -> Context:
         return self.net.encode(support)

@@ -63,10 +63,13 @@ class MetaLearner(L.LightningModule):
     Settings = LearnerConfig
 
     @classmethod
-    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+    def build_network(
+        cls, tasks: ColdStartTasks, model: ModelConfig, settings: LearnerConfig
+    ) -> nn.Module:
         """The network this learner adapts: MeLU's, output bias at the training mean rating.
 
-        ``tasks`` gives the dataset and the meta-training ratings, never the test tasks' labels.
+        ``tasks`` gives the dataset and the meta-training ratings, never the test tasks' labels;
+        ``settings`` are the learner's own, for networks sized by them.
         """
         _, ratings = tasks.train_ratings()
         return MeLUNet(tasks.dataset, model, rating_mean=float(ratings.mean()))

@@ -31,6 +31,10 @@ class ProtoNetSettings(LearnerConfig):
         1.0, "initial softmax temperature on squared distances (learned from there on)"
     )
 
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"learner.temperature must be positive, not {self.temperature}")
+
 
 class PairEmbedding(nn.Module):
     """User and item feature embeddings -> ReLU layers of ``model.hidden`` widths -> a vector.
@@ -66,12 +70,12 @@ class ProtoNet(MetaLearner):
     Settings = ProtoNetSettings
 
     @classmethod
-    def build_network(cls, tasks: ColdStartTasks, model: ModelConfig) -> nn.Module:
+    def build_network(
+        cls, tasks: ColdStartTasks, model: ModelConfig, settings: ProtoNetSettings
+    ) -> nn.Module:
         return PairEmbedding(tasks.dataset, model)
 
     def __init__(self, net: PairEmbedding, cfg: ProtoNetSettings):
-        if cfg.temperature <= 0:
-            raise ValueError(f"learner.temperature must be positive, not {cfg.temperature}")
         super().__init__(net, cfg)
         # Learned in log space so that the temperature stays positive.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
