@@ -10,6 +10,15 @@ from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 
 
+def relu_layers(width: int, hidden: list[int]) -> tuple[list[nn.Module], int]:
+    """``Linear -> ReLU`` per width in ``hidden``, starting from ``width``; and the last width."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    return layers, width
+
+
 class MeLUNet(nn.Module):
     """Concatenated feature embeddings -> ReLU layers -> rating (Lee et al., KDD 2019).
 
@@ -23,11 +32,9 @@ class MeLUNet(nn.Module):
         super().__init__()
         self.user_features = FeatureEmbedding(dataset.users, cfg.embedding_dim)
         self.item_features = FeatureEmbedding(dataset.items, cfg.embedding_dim)
-        layers: list[nn.Module] = []
-        width = self.user_features.out_dim + self.item_features.out_dim
-        for hidden in cfg.hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
+        layers, width = relu_layers(
+            self.user_features.out_dim + self.item_features.out_dim, cfg.hidden
+        )
         out = nn.Linear(width, 1)
         nn.init.constant_(out.bias, rating_mean)  # start at the mean rating, not at 0
         self.decision = nn.Sequential(*layers, out)

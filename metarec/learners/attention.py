@@ -19,6 +19,7 @@ from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
+from metarec.encoders.network import relu_layers
 from metarec.learners.base import Batch, MetaLearner
 from metarec.registry import LEARNERS
 
@@ -77,11 +78,8 @@ class InContextNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, norm=nn.LayerNorm(width),
                                              enable_nested_tensor=False)  # fmt: skip
         self.cross = nn.MultiheadAttention(width, cfg.heads, cfg.dropout, batch_first=True)
-        layers: list[nn.Module] = []
-        width *= 2  # the query pair and what it read
-        for hidden in features.hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
+        # The head reads the query pair and what it read from the support set.
+        layers, width = relu_layers(2 * width, features.hidden)
         out = nn.Linear(width, 1)
         nn.init.constant_(out.bias, features.rating_mean)  # start at the mean rating, not at 0
         self.head = nn.Sequential(*layers, out)

@@ -17,6 +17,7 @@ from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
+from metarec.encoders.network import relu_layers
 from metarec.learners.base import Batch, MetaLearner
 from metarec.registry import LEARNERS
 
@@ -47,11 +48,7 @@ class PairEmbedding(nn.Module):
         super().__init__()
         self.user_features = FeatureEmbedding(dataset.users, cfg.embedding_dim)
         self.item_features = FeatureEmbedding(dataset.items, cfg.embedding_dim)
-        layers: list[nn.Module] = []
-        width = self.user_features.out_dim + self.item_features.out_dim
-        for hidden in cfg.hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
+        layers, _ = relu_layers(self.user_features.out_dim + self.item_features.out_dim, cfg.hidden)
         self.layers = nn.Sequential(*layers[:-1])  # drop the last ReLU
         low, high = dataset.rating_scale
         levels = torch.arange(math.ceil(low), math.floor(high) + 1, dtype=torch.float32)
