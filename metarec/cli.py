@@ -46,6 +46,28 @@ def _data(args: argparse.Namespace) -> int:
     return 0 if all(checks.values()) else 1
 
 
+def _learners(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from metarec.learners import LEARNERS
+
+    if args.name and args.name not in LEARNERS:
+        raise ConfigError(
+            f"unknown learner '{args.name}' (registered: {', '.join(LEARNERS.names())})"
+        )
+    for name in [args.name] if args.name else LEARNERS.names():
+        learner = LEARNERS.get(name)
+        summary = " ".join((learner.__doc__ or "").strip().split("\n\n")[0].split())
+        print(f"{name}: {summary}")
+        if args.name:
+            for spec in dataclasses.fields(learner.Settings):
+                if spec.name == "name":
+                    continue
+                default = getattr(learner.Settings(), spec.name)
+                print(f"  learner.{spec.name} = {default!r}  # {spec.metadata.get('help', '')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``metarec`` argument parser and its commands."""
     parser = argparse.ArgumentParser(
@@ -60,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="key=value settings, e.g. learner.inner_steps=3"
     )
     train.set_defaults(func=_train)
+    learners = commands.add_parser("learners", help="list learners, or one learner's settings")
+    learners.add_argument("name", nargs="?", help="a learner name: show its settings")
+    learners.set_defaults(func=_learners)
     data = commands.add_parser("data", help="download or verify a dataset (sha256 checked)")
     data.add_argument("action", choices=["download", "verify"])
     data.add_argument("dataset", choices=["melu-ml1m"])

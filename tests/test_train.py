@@ -87,3 +87,16 @@ def test_divergence_stops_with_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "diverged" in err and "learner.inner_lr" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*/metrics.json"))  # no numbers from a diverged run
+
+
+def test_learners_command_lists_every_learner_and_one_learners_settings(capsys):
+    from metarec.learners import LEARNERS
+
+    assert main(["learners"]) == 0
+    listed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == LEARNERS.names()
+    assert main(["learners", "metasgd"]) == 0
+    out = capsys.readouterr().out
+    assert "learner.inner_steps = 1" in out and "learner.inner_lr" in out
+    assert main(["learners", "nope"]) == 2
+    assert "unknown learner 'nope'" in capsys.readouterr().err
