@@ -99,6 +99,11 @@ def test_each_user_appears_at_most_once_per_state(data):
         assert len(users) == len(set(users)), state
 
 
+def _items_of(data, states) -> set[str]:
+    """Every item rated in any of ``states``."""
+    return {item for state in states for entry in data.states[state] for item in entry.items}
+
+
 def test_new_users_and_old_users_are_disjoint(data):
     old = {entry.user for state in OLD_USER_STATES for entry in data.states[state]}
     new = {entry.user for state in NEW_USER_STATES for entry in data.states[state]}
@@ -107,23 +112,13 @@ def test_new_users_and_old_users_are_disjoint(data):
 
 
 def test_new_items_and_old_items_are_disjoint(data):
-    old = {
-        item for state in OLD_ITEM_STATES for entry in data.states[state] for item in entry.items
-    }
-    new = {
-        item for state in NEW_ITEM_STATES for entry in data.states[state] for item in entry.items
-    }
+    old, new = _items_of(data, OLD_ITEM_STATES), _items_of(data, NEW_ITEM_STATES)
     assert old and new
     assert not old & new
 
 
 def test_new_items_are_the_newest_released(data):
-    old = {
-        item for state in OLD_ITEM_STATES for entry in data.states[state] for item in entry.items
-    }
-    new = {
-        item for state in NEW_ITEM_STATES for entry in data.states[state] for item in entry.items
-    }
+    old, new = _items_of(data, OLD_ITEM_STATES), _items_of(data, NEW_ITEM_STATES)
     assert max(year_of(data, item) for item in old) < min(year_of(data, item) for item in new)
 
 
