@@ -11,11 +11,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from metarec.config import ModelConfig, RunConfig, to_yaml
+from metarec.config import ConfigError, ModelConfig, RunConfig, TaskConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
+from metarec.data.itemtext import attach_item_text
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
-from metarec.metrics import summarize, task_metrics
 from metarec.report import markdown_table
 
 
@@ -39,10 +39,23 @@ def make_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
+def prepare_tasks(cfg: RunConfig) -> ColdStartTasks:
+    """The run's dataset (with item text embeddings when ``item.text`` asks) and its tasks."""
+    dataset = load_dataset(cfg.data)
+    dataset = attach_item_text(dataset, cfg.item, cfg.encoder, progress=cfg.trainer.progress_bar)
+    return ColdStartTasks(dataset, cfg.data, cfg.task)
+
+
 def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
     """The configured learner around the network it builds from the meta-training tasks."""
     learner_cls = LEARNERS.get(cfg.learner.name)
-    return learner_cls(learner_cls.build_network(tasks, cfg.model, cfg.learner), cfg.learner)
+    if tasks.unit not in learner_cls.units:
+        raise ConfigError(
+            f"key 'task.unit': learner '{cfg.learner.name}' supports task.unit "
+            f"{' or '.join(learner_cls.units)}, not '{tasks.unit}'"
+        )
+    net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
+    return learner_cls(net, cfg.learner).for_task(cfg.task)
 
 
 def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Trainer:
@@ -75,26 +88,25 @@ def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dic
     return learner.test_results
 
 
-def bias_baseline(tasks: ColdStartTasks) -> dict[str, dict[str, float | int]]:
-    """Item-mean + user-offset metrics per scenario: the no-learning reference row."""
+def bias_baseline(
+    tasks: ColdStartTasks, task: TaskConfig | None = None
+) -> dict[str, dict[str, float | int]]:
+    """Item-mean + user-offset metrics per scenario: the no-learning reference row.
+
+    (For item tasks the roles swap: user means plus the item's offset on its support set.)
+    """
     mean = LEARNERS.get("mean")
     settings = mean.Settings(name="mean", kind="bias")
     learner = mean(mean.build_network(tasks, ModelConfig(), settings), settings)
-    results = {}
-    for scenario, task_set in tasks.test.items():
-        batch = task_set[torch.arange(len(task_set))]
-        pred = learner(batch)
-        results[scenario] = summarize(
-            task_metrics(pred, batch["query_rating"], batch["query_mask"])
-        )
-    return results
+    learner.for_task(task or TaskConfig())
+    return learner.evaluate_all(tasks.test)
 
 
 def train(cfg: RunConfig) -> RunResult:
     """Meta-train, keep the weights best on validation, evaluate every scenario, write results."""
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    tasks = ColdStartTasks(load_dataset(cfg.data), cfg.data)
+    tasks = prepare_tasks(cfg)
     learner = build_learner(cfg, tasks)
     run_dir = make_run_dir(cfg)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
@@ -109,7 +121,7 @@ def train(cfg: RunConfig) -> RunResult:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         learner.load_state_dict(state["state_dict"])
     metrics = evaluate(learner, tasks, cfg)
-    baseline = bias_baseline(tasks)
+    baseline = bias_baseline(tasks, cfg.task)
     seconds = time.perf_counter() - start
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "baseline_metrics.json", baseline)

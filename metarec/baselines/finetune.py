@@ -45,8 +45,8 @@ class PooledNetwork(MetaLearner):
     def training_loss(self, batch: Batch) -> torch.Tensor:
         task = whole_task(batch)
         pred = self.net(task["user"].unsqueeze(-1), task["item"])
-        mask = task["mask"].to(pred.dtype)
-        return ((pred - task["rating"]) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+        # One flat "task" of every rating, so that each rating (not each task) weighs the same.
+        return self.loss(pred.flatten(), task["rating"].flatten(), task["mask"].flatten())
 
     def tuning_weights(self) -> tuple[nn.Module, Params, Params, Params] | None:
         """(network, tuned weights, frozen weights, buffers) to fine-tune per task, or None."""
@@ -61,7 +61,7 @@ class PooledNetwork(MetaLearner):
         steps, lr = self.cfg.steps, self.cfg.lr
 
         def one_task(task: Batch) -> Params:
-            return inner_loop(net, fast, frozen, buffers, task, steps, lr, first_order=True)
+            return inner_loop(net, fast, frozen, buffers, task, steps, lr, True, self.loss)
 
         return Tuned(net, vmap(one_task)(support), frozen, buffers)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from metarec.config.schema import DataConfig
-from metarec.data.schema import STATES, RecDataset
+from metarec.config.schema import DataConfig, TaskConfig
+from metarec.data.schema import STATES, DataError, RecDataset
 from metarec.data.synthetic import make_synthetic
 from metarec.data.tasks import TaskSet, build_tasks, split_users
 
@@ -21,6 +23,8 @@ SCENARIOS = {
     "new_item": "item_cold_state",
     "new_user_item": "user_and_item_cold_state",
 }
+# Item tasks are evaluated where the items are new (and on held-out warm items).
+ITEM_SCENARIOS = ("warm", "new_item", "new_user_item")
 
 
 def data_root(cfg: DataConfig) -> Path:
@@ -46,33 +50,45 @@ def load_dataset(cfg: DataConfig) -> RecDataset:
 
 
 class ColdStartTasks:
-    """Every task set of a run, built once from the data config alone.
+    """Every task set of a run, built once from the data and task configs alone.
 
-    Warm-state users are split (seeded) into meta-training, validation and a held-out warm
-    test set; the cold states are test scenarios whole. The same ``DataConfig`` gives the same
-    tasks whatever the learner, so every method is evaluated on identical tasks.
+    Warm-state tasks are split (seeded) into meta-training, validation and a held-out warm
+    test set; the cold states are test scenarios whole. The same configs give the same tasks
+    whatever the learner, so every method is evaluated on identical tasks.
+
+    ``task.unit: item`` builds the tasks on ``dataset.swapped()``: a task is an item, its
+    support set ``task.support_size`` users who rated it, its query set ``query_size`` others;
+    only the scenarios where items are new are tested. ``task.target: like`` turns every rating
+    into 1 (rating >= ``like_threshold``) or 0. ``self.dataset`` is the view tasks index into.
     """
 
-    def __init__(self, dataset: RecDataset, cfg: DataConfig):
+    def __init__(self, dataset: RecDataset, cfg: DataConfig, task: TaskConfig | None = None):
+        task = task or TaskConfig()
+        self.unit, self.target = task.unit, task.target
+        if task.target == "like":
+            dataset = _as_likes(dataset, task.like_threshold)
+        if task.unit == "item":
+            dataset = dataset.swapped()
+            sizes = dict(min_ratings=task.support_size + cfg.query_size, max_ratings=None,
+                         support_size=task.support_size)  # fmt: skip
+            scenarios = ITEM_SCENARIOS
+        else:
+            sizes = dict(min_ratings=cfg.min_ratings, max_ratings=cfg.max_ratings)
+            scenarios = tuple(SCENARIOS)
         self.dataset = dataset
         task_sets = {
-            state: build_tasks(
-                dataset,
-                state,
-                seed=[cfg.seed, index],
-                min_ratings=cfg.min_ratings,
-                max_ratings=cfg.max_ratings,
-                query_size=cfg.query_size,
-            )
+            state: build_tasks(dataset, state, seed=[cfg.seed, index],
+                               query_size=cfg.query_size, **sizes)  # fmt: skip
             for index, state in enumerate(STATES)
+            if state in {SCENARIOS[name] for name in scenarios}
         }
         warm = task_sets["warm_state"]
         val, test, train = split_users(len(warm), (cfg.val_fraction, cfg.test_fraction), cfg.seed)
         self.train, self.val = warm.subset(train), warm.subset(val)
         self.test = {"warm": warm.subset(test)}
-        for scenario, state in SCENARIOS.items():
+        for scenario in scenarios:
             if scenario != "warm":
-                self.test[scenario] = task_sets[state]
+                self.test[scenario] = task_sets[SCENARIOS[scenario]]
 
     def train_ratings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(item rows, ratings) of every meta-training rating, support and query."""
@@ -81,6 +97,22 @@ class ColdStartTasks:
         ratings = torch.cat([self.train.support_rating[self.train.support_mask],
                              self.train.query_rating[self.train.query_mask]])  # fmt: skip
         return items, ratings
+
+
+def _as_likes(dataset: RecDataset, threshold: float) -> RecDataset:
+    """The dataset with every rating replaced by 1.0 (a like, >= ``threshold``) or 0.0."""
+    low, high = dataset.rating_scale
+    if not low < threshold <= high:
+        raise DataError(
+            f"task.like_threshold={threshold} is outside {dataset.name}'s rating scale "
+            f"({low:g}..{high:g}], so every rating would be a like or none would"
+        )
+    states = {
+        state: [replace(user, ratings=(user.ratings >= threshold).astype(np.float32))
+                for user in users]  # fmt: skip
+        for state, users in dataset.states.items()
+    }
+    return replace(dataset, states=states, rating_scale=(0.0, 1.0), binary=True)
 
 
 class ColdStartDataModule(L.LightningDataModule):
@@ -106,5 +138,10 @@ class ColdStartDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.tasks.val)
 
+    @property
+    def scenarios(self) -> list[str]:
+        """Test scenario names, in the order of ``test_dataloader``."""
+        return list(self.tasks.test)
+
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._eval_loader(self.tasks.test[scenario]) for scenario in SCENARIOS]
+        return [self._eval_loader(self.tasks.test[scenario]) for scenario in self.scenarios]

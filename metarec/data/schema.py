@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +25,10 @@ class FeatureTable:
     ids: list[str]
     values: dict[str, np.ndarray]
     vocab: dict[str, list[str]]
+    # Text embeddings of the rows (n_rows, dim), joined to the categorical features or, with
+    # ``text_only``, replacing them (``item.text`` in the config; see ``attach_item_text``).
+    text: np.ndarray | None = None
+    text_only: bool = False
 
     def __post_init__(self) -> None:
         self.row_of = {raw_id: row for row, raw_id in enumerate(self.ids)}
@@ -57,3 +61,27 @@ class RecDataset:
     states: dict[str, list[UserRatings]]
     rating_scale: tuple[float, float] = (1.0, 5.0)
     meta: dict = field(default_factory=dict)
+    # True when the ratings are 0/1 likes (``task.target: like``): networks output a probability.
+    binary: bool = False
+
+    def swapped(self) -> RecDataset:
+        """The same data with the roles of users and items exchanged (``task.unit: item``).
+
+        Each state lists, per item, the users who rated it (in order of first rating), so that
+        the user-task machinery builds item tasks unchanged: a task's ``user`` is then an item
+        row and its ``*_item`` fields are user rows; networks built on this view embed the
+        item's features (and text) on the task side.
+        """
+        states = {}
+        for state, users in self.states.items():
+            by_item: dict[str, tuple[list[str], list[float]]] = {}
+            for user in users:
+                for item, rating in zip(user.items, user.ratings.tolist(), strict=True):
+                    raters, ratings = by_item.setdefault(item, ([], []))
+                    raters.append(user.user)
+                    ratings.append(rating)
+            states[state] = [
+                UserRatings(item, raters, np.asarray(ratings, dtype=np.float32))
+                for item, (raters, ratings) in by_item.items()
+            ]
+        return replace(self, users=self.items, items=self.users, states=states)

@@ -37,7 +37,7 @@ def _items(rng: np.random.Generator, cfg: SyntheticConfig):
     director_vecs = rng.normal(0, 0.5, (n_directors, cfg.latent_dim))
     director_bias = rng.normal(0, 0.3, n_directors)
     rows = {"rate": [], "genre": [], "director": [], "actors": []}
-    vectors, biases, text, years = [], [], {}, []
+    vectors, biases, text, years, fields = [], [], {}, [], {}
     for item in range(cfg.n_items):
         genres = rng.choice(len(GENRES), size=rng.integers(1, 4), replace=False)
         director = int(rng.integers(n_directors))
@@ -50,14 +50,15 @@ def _items(rng: np.random.Generator, cfg: SyntheticConfig):
         vectors.append(genre_vecs[genres].mean(0) + director_vecs[director])
         biases.append(director_bias[director] + rng.normal(0, 0.15))
         years.append(int(rng.integers(1970, 2001)))
-        text[str(item + 1)] = TEXT_TEMPLATE.format(
-            title=f"Movie {item + 1}",
-            year=years[-1],
-            rate=RATES[rate],
-            genre=", ".join(GENRES[g] for g in genres),
-            director=f"Director {director + 1}",
-            actors=", ".join(f"Actor {a + 1}" for a in actors),
-        )
+        fields[str(item + 1)] = {
+            "title": f"Movie {item + 1}",
+            "year": str(years[-1]),
+            "rate": RATES[rate],
+            "genre": ", ".join(GENRES[g] for g in genres),
+            "director": f"Director {director + 1}",
+            "actors": ", ".join(f"Actor {a + 1}" for a in actors),
+        }
+        text[str(item + 1)] = TEXT_TEMPLATE.format(**fields[str(item + 1)])
     vocab = {
         "rate": RATES,
         "genre": GENRES,
@@ -66,7 +67,7 @@ def _items(rng: np.random.Generator, cfg: SyntheticConfig):
     }
     ids = [str(i + 1) for i in range(cfg.n_items)]
     table = FeatureTable(ids, {k: _pad(v) for k, v in rows.items()}, vocab)
-    return table, np.array(vectors), np.array(biases), np.array(years), text
+    return table, np.array(vectors), np.array(biases), np.array(years), text, fields
 
 
 def _users(rng: np.random.Generator, cfg: SyntheticConfig):
@@ -97,7 +98,7 @@ def _users(rng: np.random.Generator, cfg: SyntheticConfig):
 def make_synthetic(cfg: SyntheticConfig, seed: int = 0) -> RecDataset:
     """Generate the synthetic dataset; the same config and seed give the same data."""
     rng = np.random.default_rng(seed)
-    items, item_vecs, item_bias, years, text = _items(rng, cfg)
+    items, item_vecs, item_bias, years, text, fields = _items(rng, cfg)
     users, user_prefs, user_bias = _users(rng, cfg)
     newest_first = np.argsort(-years, kind="stable")
     new_items = np.zeros(cfg.n_items, dtype=bool)
@@ -123,4 +124,5 @@ def make_synthetic(cfg: SyntheticConfig, seed: int = 0) -> RecDataset:
                     ratings=ratings[keep].astype(np.float32),
                 )
             )
-    return RecDataset(name="synthetic", users=users, items=items, item_text=text, states=states)
+    return RecDataset(name="synthetic", users=users, items=items, item_text=text, states=states,
+                      meta={"item_fields": fields})  # fmt: skip

@@ -61,27 +61,35 @@ def build_tasks(
     *,
     seed: int | list[int],
     min_ratings: int = 13,
-    max_ratings: int = 100,
+    max_ratings: int | None = 100,
     query_size: int = 10,
+    support_size: int | None = None,
 ) -> TaskSet:
-    """One task per user of ``state`` with ``min_ratings``..``max_ratings`` ratings (inclusive)."""
+    """One task per user of ``state`` with ``min_ratings``..``max_ratings`` ratings (inclusive).
+
+    ``query_size`` ratings drawn at random are the query set; the support set is the rest, or
+    only ``support_size`` of the rest when given (item tasks: K users who rated the item).
+    ``max_ratings=None`` keeps users however many ratings they have.
+    """
     if min_ratings <= query_size:
         raise DataError(
             f"min_ratings ({min_ratings}) must exceed query_size ({query_size}) "
             "so that every support set is non-empty"
         )
     rng = np.random.default_rng(seed)
+    upper = max_ratings if max_ratings is not None else float("inf")
     kept: list[UserRatings] = [
-        user for user in dataset.states[state] if min_ratings <= len(user.items) <= max_ratings
+        user for user in dataset.states[state] if min_ratings <= len(user.items) <= upper
     ]
     if not kept:
-        raise DataError(f"{dataset.name}/{state}: no user has {min_ratings}..{max_ratings} ratings")
+        raise DataError(f"{dataset.name}/{state}: no task has {min_ratings}..{upper} ratings")
+    end = None if support_size is None else query_size + support_size
     item_row = dataset.items.row_of
     support_items, support_ratings, query_items, query_ratings = [], [], [], []
     for user in kept:
         items = np.array([item_row[item] for item in user.items], dtype=np.int64)
         order = rng.permutation(len(items))
-        query, support = order[:query_size], order[query_size:]
+        query, support = order[:query_size], order[query_size:end]
         support_items.append(items[support])
         support_ratings.append(user.ratings[support])
         query_items.append(items[query])

@@ -13,12 +13,14 @@ class FeatureEmbedding(nn.Module):
     """Looks up a row's features and embeds each one; multi-valued features are averaged.
 
     The feature tables are buffers, so the module maps row indices straight to a vector of
-    ``len(features) * dim`` and works under ``torch.func`` transforms unchanged.
+    ``len(features) * dim`` and works under ``torch.func`` transforms unchanged. When the table
+    carries text embeddings (``item.text``), their linear projection to ``dim`` is one more
+    part, joined to the categorical features or, with ``table.text_only``, replacing them.
     """
 
     def __init__(self, table: FeatureTable, dim: int):
         super().__init__()
-        self.names = sorted(table.values)
+        self.names = [] if table.text_only else sorted(table.values)
         self.embeddings = nn.ModuleDict(
             {name: nn.Embedding(size, dim) for name, size in table.vocab_sizes().items()}
         )
@@ -26,6 +28,12 @@ class FeatureEmbedding(nn.Module):
             values = np.asarray(table.values[name], dtype=np.int64)
             self.register_buffer(f"table_{name}", torch.from_numpy(values), persistent=False)
         self.out_dim = len(self.names) * dim
+        self.text_projection = None
+        if table.text is not None:  # frozen embeddings, rebuilt from the cache, not saved
+            text = torch.as_tensor(np.asarray(table.text, dtype=np.float32))
+            self.register_buffer("text", text, persistent=False)
+            self.text_projection = nn.Linear(text.shape[-1], dim)
+            self.out_dim += dim
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` of any shape -> embeddings of shape ``rows.shape + (out_dim,)``."""
@@ -35,4 +43,6 @@ class FeatureEmbedding(nn.Module):
             present = (index > 0).unsqueeze(-1).to(self.embeddings[name].weight.dtype)
             summed = (self.embeddings[name](index) * present).sum(-2)
             parts.append(summed / present.sum(-2).clamp(min=1.0))
+        if self.text_projection is not None:
+            parts.append(self.text_projection(self.text[rows]))
         return torch.cat(parts, dim=-1)

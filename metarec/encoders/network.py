@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -23,7 +25,8 @@ class MeLUNet(nn.Module):
     """Concatenated feature embeddings -> ReLU layers -> rating (Lee et al., KDD 2019).
 
     Parameters under ``decision.`` are the decision layers (the output layer included), the
-    only ones MeLU's local update adapts.
+    only ones MeLU's local update adapts. On 0/1 targets (``dataset.binary``) the output is a
+    probability: a sigmoid of the last layer, whose bias starts at the logit of the mean.
     """
 
     DECISION_PREFIX = "decision."
@@ -36,6 +39,10 @@ class MeLUNet(nn.Module):
             self.user_features.out_dim + self.item_features.out_dim, cfg.hidden
         )
         out = nn.Linear(width, 1)
+        self.binary = dataset.binary
+        if self.binary:
+            rate = min(max(rating_mean, 1e-3), 1 - 1e-3)
+            rating_mean = math.log(rate / (1 - rate))  # logit of the like rate
         nn.init.constant_(out.bias, rating_mean)  # start at the mean rating, not at 0
         self.decision = nn.Sequential(*layers, out)
 
@@ -43,4 +50,5 @@ class MeLUNet(nn.Module):
         """Predicted ratings for (user row, item row) pairs of any broadcastable shape."""
         user, item = torch.broadcast_tensors(user, item)
         features = torch.cat([self.user_features(user), self.item_features(item)], dim=-1)
-        return self.decision(features).squeeze(-1)
+        out = self.decision(features).squeeze(-1)
+        return torch.sigmoid(out) if self.binary else out

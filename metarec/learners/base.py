@@ -13,11 +13,11 @@ import lightning as L
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, ModelConfig
-from metarec.data.datamodule import SCENARIOS, ColdStartTasks
+from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig
+from metarec.data.datamodule import ColdStartTasks
 from metarec.encoders.network import MeLUNet
-from metarec.learners.functional import masked_mse
-from metarec.metrics import summarize, task_metrics
+from metarec.learners.functional import task_loss
+from metarec.metrics import binary_task_metrics, summarize, task_metrics
 
 Batch = dict[str, torch.Tensor]
 
@@ -57,10 +57,14 @@ class MetaLearner(L.LightningModule):
 
     ``Settings`` is the learner's config dataclass (``learner.*`` in the YAML), extending
     ``LearnerConfig``. ``build_network`` makes the network it adapts (MeLU's by default).
+    ``task`` says what the tasks predict: with ``task.target: like`` the targets are 0/1 and
+    predictions are like probabilities, trained with cross-entropy (``self.loss``).
+    ``units`` lists the task units (``task.unit``) the learner supports.
     """
 
     name = "base"
     Settings = LearnerConfig
+    units: tuple[str, ...] = ("user", "item")
 
     @classmethod
     def build_network(
@@ -78,8 +82,16 @@ class MetaLearner(L.LightningModule):
         super().__init__()
         self.net = net
         self.cfg = cfg
+        self.for_task(TaskConfig())
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
         self.test_results: dict[str, dict[str, float | int]] = {}
+
+    def for_task(self, task: TaskConfig) -> MetaLearner:
+        """Set what the tasks predict (``task.*`` of the run config); returns the learner."""
+        self.task = task
+        self.binary = task.target == "like"
+        self.loss = task_loss(task.target)  # per-task loss: (pred, target, mask) -> (T,)
+        return self
 
     # -- what a learner implements ------------------------------------------------------------
     def adapt(self, support: Batch) -> Any:
@@ -92,7 +104,8 @@ class MetaLearner(L.LightningModule):
 
     # -- shared machinery ---------------------------------------------------------------------
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.predict(self.adapt(support_of(batch)), query_of(batch))
+        pred = self.predict(self.adapt(support_of(batch)), query_of(batch))
+        return pred.clamp(0.0, 1.0) if self.binary else pred  # a probability for likes
 
     @property
     def trainable(self) -> bool:
@@ -100,11 +113,10 @@ class MetaLearner(L.LightningModule):
         return any(p.requires_grad for p in self.parameters())
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
-        """The meta-training loss: query MSE after adapting on the support set.
-
-        Each task weighs the same, as in the metrics, whatever its query size.
+        """The meta-training loss: query loss (MSE or cross-entropy) after adapting on the
+        support set. Each task weighs the same, as in the metrics, whatever its query size.
         """
-        return masked_mse(self(batch), batch["query_rating"], batch["query_mask"]).mean()
+        return self.loss(self(batch), batch["query_rating"], batch["query_mask"]).mean()
 
     def _rates(self) -> str:
         return ", ".join(f"learner.{k}={v}" for k, v in vars(self.cfg).items() if "lr" in k)
@@ -125,6 +137,12 @@ class MetaLearner(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 
+    def evaluate_all(self, task_sets: dict) -> dict[str, dict[str, float | int]]:
+        """Metrics of every task set (by name) in one batch each, without a Trainer."""
+        for scenario, task_set in task_sets.items():
+            self._evaluate(task_set[torch.arange(len(task_set))], scenario)
+        return self._summaries()
+
     def _evaluate(self, batch: Batch, scenario: str) -> None:
         with torch.enable_grad():
             pred = self(batch).detach()
@@ -133,7 +151,14 @@ class MetaLearner(L.LightningModule):
                 f"{self.name}: predictions for '{scenario}' are not finite; adapting on the "
                 f"support sets diverged, lower the adaptation learning rates ({self._rates()})"
             )
-        metrics = task_metrics(pred, batch["query_rating"], batch["query_mask"])
+        target, mask = batch["query_rating"], batch["query_mask"]
+        metrics = task_metrics(pred, target, mask)
+        if self.binary:  # probabilities of a like against 0/1 targets
+            labels, threshold = target, 0.5
+        else:  # a like is a rating >= like_threshold; predicted when it rounds to one
+            labels = (target >= self.task.like_threshold).to(pred.dtype)
+            threshold = self.task.like_threshold - 0.5
+        metrics.update(binary_task_metrics(pred, labels, mask, threshold))
         self._outputs.setdefault(scenario, []).append({k: v.cpu() for k, v in metrics.items()})
 
     def _summaries(self) -> dict[str, dict[str, float | int]]:
@@ -153,13 +178,13 @@ class MetaLearner(L.LightningModule):
                 self.log(f"val/{key}", value, prog_bar=key == "mae")
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, list(SCENARIOS)[dataloader_idx])
+        self._evaluate(batch, self.trainer.datamodule.scenarios[dataloader_idx])
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._summaries()
         for scenario, summary in self.test_results.items():
             for key, value in summary.items():
-                if key != "n_tasks":
+                if not key.endswith("n_tasks"):
                     self.log(f"test/{scenario}/{key}", value, add_dataloader_idx=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -6,7 +6,7 @@ Fast weights are a dict of named tensors; ``functional_call`` runs the network w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -19,6 +19,26 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     """Mean squared error over the last dimension where ``mask`` is true (per task if batched)."""
     weight = mask.to(pred.dtype)
     return ((pred - target) ** 2 * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)
+
+
+# Probabilities are clipped this far from 0 and 1 so that the log-loss stays finite.
+EPS = 1e-6
+
+
+def masked_bce(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of probabilities over the last dimension where ``mask`` is true."""
+    weight = mask.to(prob.dtype)
+    prob = prob.clamp(EPS, 1 - EPS)
+    loss = -(target * prob.log() + (1 - target) * (1 - prob).log())
+    return (loss * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)
+
+
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def task_loss(target: str) -> Loss:
+    """The per-task loss of a ``task.target``: MSE for ratings, cross-entropy for likes."""
+    return masked_bce if target == "like" else masked_mse
 
 
 def call(net: nn.Module, fast: Params, frozen: Params, buffers: Params, *args) -> torch.Tensor:
@@ -35,16 +55,18 @@ def inner_loop(
     steps: int,
     lr: float | Params,
     first_order: bool = False,
+    loss: Loss = masked_mse,
 ) -> Params:
     """``steps`` gradient steps of ``fast`` on one task's support set; returns the fast weights.
 
     ``lr`` is one learning rate or one tensor per parameter (Meta-SGD). With ``first_order``
-    the inner gradients are treated as constants by the outer (meta) gradient.
+    the inner gradients are treated as constants by the outer (meta) gradient. ``loss`` is the
+    per-task loss of the support set (``task_loss(task.target)``).
     """
 
     def support_loss(weights: Params) -> torch.Tensor:
         pred = call(net, weights, frozen, buffers, support["user"], support["item"])
-        return masked_mse(pred, support["rating"], support["mask"])
+        return loss(pred, support["rating"], support["mask"])
 
     for _ in range(steps):
         grads = grad(support_loss)(fast)

@@ -67,7 +67,9 @@ class MAML(MetaLearner):
 
         def one_task(task: Batch) -> Params:
             steps = self.cfg.inner_steps
-            return inner_loop(self.net, fast, frozen, buffers, task, steps, lr, first_order)
+            return inner_loop(
+                self.net, fast, frozen, buffers, task, steps, lr, first_order, self.loss
+            )
 
         return vmap(one_task)(support)
 

@@ -17,7 +17,7 @@ from torch.func import vmap
 from metarec.config import ConfigError
 from metarec.config.schema import setting
 from metarec.learners.base import Batch, query_of, whole_task
-from metarec.learners.functional import Params, inner_loop, masked_mse
+from metarec.learners.functional import Params, inner_loop
 from metarec.learners.maml import MAML, MAMLSettings
 from metarec.registry import LEARNERS
 
@@ -71,13 +71,14 @@ class Reptile(MAML):
         steps, lr = self.cfg.inner_steps, self.inner_lr()
 
         def one_task(task: Batch) -> Params:
-            return inner_loop(self.net, fast, frozen, buffers, task, steps, lr, first_order=True)
+            return inner_loop(
+                self.net, fast, frozen, buffers, task, steps, lr, True, self.loss
+            )
 
         solutions = vmap(one_task)(whole_task(batch))
         with torch.no_grad():
-            loss = masked_mse(
-                self.predict(solutions, query_of(batch)), batch["query_rating"], batch["query_mask"]
-            ).mean()
+            pred = self.predict(solutions, query_of(batch))
+            loss = self.loss(pred, batch["query_rating"], batch["query_mask"]).mean()
         self.check_finite(loss)
         self.outer_step({name: slow[name] - phi.mean(0) for name, phi in solutions.items()})
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))

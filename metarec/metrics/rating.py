@@ -180,7 +180,9 @@ def task_metrics(
 def summarize(per_task: dict[str, Tensor]) -> dict[str, float | int]:
     """Mean over tasks of each per-task metric (python floats), plus ``"n_tasks"``.
 
-    Every task weighs the same regardless of its query size, as in MeLU's evaluation.
+    Every task weighs the same regardless of its query size, as in MeLU's evaluation. A metric
+    undefined for some tasks (NaN, such as the AUC of a task whose labels are all alike) is
+    averaged over the others, and ``"<name>_n_tasks"`` says how many that was.
     """
     if not per_task:
         raise ValueError("per_task is empty")
@@ -190,9 +192,13 @@ def summarize(per_task: dict[str, Tensor]) -> dict[str, float | int]:
     n_tasks = next(iter(sizes.values()))
     if n_tasks == 0:
         raise ValueError("no tasks to summarize")
-    summary: dict[str, float | int] = {
-        name: float(values.detach().to(torch.float64).mean()) for name, values in per_task.items()
-    }
+    summary: dict[str, float | int] = {}
+    for name, values in per_task.items():
+        values = values.detach().to(torch.float64)
+        defined = ~values.isnan()
+        summary[name] = float(values[defined].mean()) if defined.any() else math.nan
+        if not bool(defined.all()):  # e.g. AUC of a task whose labels are all alike
+            summary[f"{name}_n_tasks"] = int(defined.sum())
     summary["n_tasks"] = n_tasks
     return summary
 
