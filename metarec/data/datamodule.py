@@ -77,8 +77,9 @@ class ColdStartTasks:
             scenarios = tuple(SCENARIOS)
         self.dataset = dataset
         task_sets = {
-            state: build_tasks(dataset, state, seed=[cfg.seed, index],
-                               query_size=cfg.query_size, **sizes)  # fmt: skip
+            state: build_tasks(
+                dataset, state, seed=[cfg.seed, index], query_size=cfg.query_size, **sizes
+            )  # fmt: skip
             for index, state in enumerate(STATES)
             if state in {SCENARIOS[name] for name in scenarios}
         }
@@ -108,8 +109,9 @@ def _as_likes(dataset: RecDataset, threshold: float) -> RecDataset:
             f"({low:g}..{high:g}], so every rating would be a like or none would"
         )
     states = {
-        state: [replace(user, ratings=(user.ratings >= threshold).astype(np.float32))
-                for user in users]  # fmt: skip
+        state: [
+            replace(user, ratings=(user.ratings >= threshold).astype(np.float32)) for user in users
+        ]  # fmt: skip
         for state, users in dataset.states.items()
     }
     return replace(dataset, states=states, rating_scale=(0.0, 1.0), binary=True)

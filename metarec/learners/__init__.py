@@ -7,4 +7,4 @@ from metarec.registry import LEARNERS
 __all__ = ["LEARNERS", "MetaLearner"]
 
 # Last: the baselines subclass MetaLearner, so they import metarec.learners.base themselves.
-from metarec.baselines import finetune, mean, mf, widedeep  # noqa: E402, F401  (registers)
+from metarec.baselines import finetune, mean, mf, textsim, widedeep  # noqa: E402, F401

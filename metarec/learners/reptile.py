@@ -71,9 +71,7 @@ class Reptile(MAML):
         steps, lr = self.cfg.inner_steps, self.inner_lr()
 
         def one_task(task: Batch) -> Params:
-            return inner_loop(
-                self.net, fast, frozen, buffers, task, steps, lr, True, self.loss
-            )
+            return inner_loop(self.net, fast, frozen, buffers, task, steps, lr, True, self.loss)
 
         solutions = vmap(one_task)(whole_task(batch))
         with torch.no_grad():
