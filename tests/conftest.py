@@ -38,3 +38,29 @@ def small_tasks():
     """Tasks of the small synthetic dataset (built once per session)."""
     cfg = load_config(None, SMALL)
     return ColdStartTasks(load_dataset(cfg.data), cfg.data)
+
+
+# A vocabulary for the tiny text model: enough words for the synthetic item texts.
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,()-0123456789",
+              *"abcdefghijklmnopqrstuvwxyz", "movie", "director", "actor", "starring",
+              "genre", "rated", "film", "directed", "by", "a", "the", "drama", "comedy",
+              "##s", "##ed", "##ing", "##er", "##a", "##e", "##i", "##o", "##r", "##n",
+              "##t", "##y", "##l", "##m", "##0", "##1", "##2", "##3", "##4", "##5", "##6",
+              "##7", "##8", "##9"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory):
+    """A tiny random BERT and its WordPiece tokenizer in a folder, built offline from a config
+    (no download): stands in for a real text encoder in tests."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32,
+                        max_position_embeddings=128)  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder

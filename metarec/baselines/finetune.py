@@ -92,14 +92,17 @@ class FinetuneSettings(LearnerConfig):
 
 @LEARNERS.register("finetune")
 class Finetune(PooledNetwork):
-    """The global network, every weight fine-tuned on each task's support set."""
+    """The global network, every trainable weight fine-tuned on each task's support set (the
+    text encoder's too with ``encoder.trainable: full``, its LoRA adapters with ``lora``)."""
 
     Settings = FinetuneSettings
 
     def tuning_weights(self) -> tuple[nn.Module, Params, Params, Params]:
         # Detached: the tuning needs inner gradients only, never a graph to the trained weights.
-        fast = {name: p.detach() for name, p in self.net.named_parameters()}
-        return self.net, fast, {}, dict(self.net.named_buffers())
+        params = dict(self.net.named_parameters())
+        fast = {name: p.detach() for name, p in params.items() if p.requires_grad}
+        frozen = {name: p.detach() for name, p in params.items() if not p.requires_grad}
+        return self.net, fast, frozen, dict(self.net.named_buffers())
 
 
 @dataclass

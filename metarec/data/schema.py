@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +31,9 @@ class FeatureTable:
     # ``text_only``, replacing them (``item.text`` in the config; see ``attach_item_text``).
     text: np.ndarray | None = None
     text_only: bool = False
+    # Or, with ``encoder.trainable: full | lora``, a builder of the trainable text encoder of
+    # the rows (a module mapping rows to embeddings, with an ``out_dim``).
+    text_model: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         self.row_of = {raw_id: row for row, raw_id in enumerate(self.ids)}

@@ -28,11 +28,15 @@ class FeatureEmbedding(nn.Module):
             values = np.asarray(table.values[name], dtype=np.int64)
             self.register_buffer(f"table_{name}", torch.from_numpy(values), persistent=False)
         self.out_dim = len(self.names) * dim
-        self.text_projection = None
+        self.text_projection = self.text_model = None
         if table.text is not None:  # frozen embeddings, rebuilt from the cache, not saved
             text = torch.as_tensor(np.asarray(table.text, dtype=np.float32))
             self.register_buffer("text", text, persistent=False)
             self.text_projection = nn.Linear(text.shape[-1], dim)
+            self.out_dim += dim
+        elif table.text_model is not None:  # the encoder itself, trained with the network
+            self.text_model = table.text_model()
+            self.text_projection = nn.Linear(self.text_model.out_dim, dim)
             self.out_dim += dim
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
@@ -43,6 +47,8 @@ class FeatureEmbedding(nn.Module):
             present = (index > 0).unsqueeze(-1).to(self.embeddings[name].weight.dtype)
             summed = (self.embeddings[name](index) * present).sum(-2)
             parts.append(summed / present.sum(-2).clamp(min=1.0))
-        if self.text_projection is not None:
+        if self.text_model is not None:
+            parts.append(self.text_projection(self.text_model(rows)))
+        elif self.text_projection is not None:
             parts.append(self.text_projection(self.text[rows]))
         return torch.cat(parts, dim=-1)

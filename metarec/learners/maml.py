@@ -39,7 +39,8 @@ class MAML(MetaLearner):
 
     def adapted_names(self) -> list[str]:
         """Parameters adapted per task: all, the decision layers (MeLU), or the last layer."""
-        names = [name for name, _ in self.net.named_parameters()]
+        # Frozen weights (a text encoder's under encoder.trainable=lora) never adapt.
+        names = [name for name, p in self.net.named_parameters() if p.requires_grad]
         if self.cfg.adapt == "decision":
             return [name for name in names if name.startswith(self.net.DECISION_PREFIX)]
         if self.cfg.adapt == "last":
