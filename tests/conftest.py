@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +40,17 @@ def small_tasks():
     """Tasks of the small synthetic dataset (built once per session)."""
     cfg = load_config(None, SMALL)
     return ColdStartTasks(load_dataset(cfg.data), cfg.data)
+
+
+@pytest.fixture(scope="session")
+def small_text_tasks():
+    """The same tasks, items carrying (random, seeded) 8-dim text embeddings beside their
+    categorical features, as ``item.text=join`` gives them."""
+    cfg = load_config(None, SMALL)
+    dataset = load_dataset(cfg.data)
+    text = np.random.default_rng(0).normal(size=(len(dataset.items), 8)).astype(np.float32)
+    dataset = replace(dataset, items=replace(dataset.items, text=text))
+    return ColdStartTasks(dataset, cfg.data)
 
 
 # A vocabulary for the tiny text model: enough words for the synthetic item texts.

@@ -20,18 +20,29 @@ from metarec.train import build_learner
 from .conftest import SMALL
 
 ALL = LEARNERS.names()
+# Learners that read the item texts only, so need item.text embeddings to run at all.
+TEXT_ONLY = {"textsim"}
 
 
 def _config(name, *overrides):
     return load_config(None, [*SMALL, f"learner.name={name}", *overrides])
 
 
+@pytest.fixture
+def tasks_for(small_tasks, small_text_tasks):
+    return lambda name: small_text_tasks if name in TEXT_ONLY else small_tasks
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_quick_run_writes_finite_metrics(name, tmp_path):
+def test_quick_run_writes_finite_metrics(name, tmp_path, tiny_text_model):
     args = ["train", "experiments/synthetic/maml.yaml", *SMALL, f"learner.name={name}"]
-    args += [f"output_dir={tmp_path}", "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
+    args += [f"output_dir={tmp_path / 'runs'}", "trainer.max_epochs=1",
+             "trainer.limit_train_batches=3"]  # fmt: skip
+    if name in TEXT_ONLY:  # texts embedded by the tiny model, cached in the test's folder
+        args += ["item.text=replace", f"encoder.model={tiny_text_model}",
+                 f"encoder.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
     assert main(args) == 0
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = (tmp_path / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert list(metrics) == list(SCENARIOS)
     for values in metrics.values():
@@ -40,14 +51,14 @@ def test_quick_run_writes_finite_metrics(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_one_outer_step_moves_every_slow_weight(name, small_tasks):
+def test_one_outer_step_moves_every_slow_weight(name, tasks_for):
     torch.manual_seed(0)
     cfg = _config(name)
-    learner = build_learner(cfg, small_tasks)
+    learner = build_learner(cfg, tasks_for(name))
     if not learner.trainable:
         pytest.skip(f"{name} has no weights to train")
     before = copy.deepcopy(dict(learner.named_parameters()))
-    datamodule = ColdStartDataModule(small_tasks, 8, 8, seed=0)
+    datamodule = ColdStartDataModule(tasks_for(name), 8, 8, seed=0)
     trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, inference_mode=False)  # fmt: skip
@@ -58,10 +69,10 @@ def test_one_outer_step_moves_every_slow_weight(name, small_tasks):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_predictions_never_depend_on_query_ratings(name, small_tasks):
+def test_predictions_never_depend_on_query_ratings(name, tasks_for):
     torch.manual_seed(0)
-    learner = build_learner(_config(name), small_tasks).eval()
-    batch = small_tasks.test["new_user"][torch.arange(6)]
+    learner = build_learner(_config(name), tasks_for(name)).eval()
+    batch = tasks_for(name).test["new_user"][torch.arange(6)]
     scrambled = dict(batch)
     order = torch.randperm(batch["query_rating"].shape[1])
     scrambled["query_rating"] = 6.0 - batch["query_rating"][:, order]
@@ -77,3 +88,25 @@ def test_duplicate_name_is_an_error():
         @LEARNERS.register("maml")
         class Again(LEARNERS.get("maml")):
             pass
+
+
+# ID-only models: the mean baselines and MF have no item features for a text to join.
+NO_ITEM_FEATURES = {"mean", "mf"}
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL) - NO_ITEM_FEATURES))
+def test_every_learner_reads_the_item_text(name, small_text_tasks):
+    torch.manual_seed(0)
+    learner = build_learner(_config(name), small_text_tasks).eval()
+    batch = small_text_tasks.test["new_item"][torch.arange(4)]
+    with torch.enable_grad():
+        before = learner(batch).detach()
+    texts = [buffer for key, buffer in learner.named_buffers() if key.endswith("text")]
+    assert texts, f"{name} holds no item text"
+    texts = list({text.data_ptr(): text for text in texts}.values())  # modules may share one
+    row = batch["query_item"][0, 0]
+    for text in texts:
+        text[row] = -text[row]  # another description for one query item
+    with torch.enable_grad():
+        after = learner(batch).detach()
+    assert (before[0, 0] - after[0, 0]).abs() > 1e-6, f"{name} ignores the item text"
