@@ -3,10 +3,11 @@
     python benchmarks/text_ablation.py experiments/melu_ml1m/maml.yaml --seeds 3 \
         --set data.root=../shared/data/melu-ml1m
 
-For each ``item.text`` in ``--text`` (default ``off,join``) and each seed (``seed`` only: the
+For each ``item.text`` in ``--text`` (default ``none,join``) and each seed (``seed`` only: the
 data seed, hence the tasks, stays fixed) runs ``metarec train``, then writes ``runs.csv`` and
 ``table.md`` (mean and 95% Student-t interval over seeds, MAE and nDCG@3 per scenario) into
-``--out``. A failed run is a ``failed`` row.
+``--out``. A failed run is a ``failed`` row. Runs already in ``--out``/runs.json (same text
+and seed, finished) are kept, not re-run, so the variants can be run one at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import logging
 import statistics
 import time
@@ -31,9 +33,12 @@ METRICS = ("mae", "ndcg@3")
 
 
 def run(config: Path, texts: list[str], seeds: int, overrides: list[str], out: Path) -> list:
-    rows = []
+    done = json.loads((out / "runs.json").read_text()) if (out / "runs.json").exists() else []
+    rows = [row for row in done if row["status"] == "ok"]
     for text in texts:
         for seed in range(seeds):
+            if any(row["text"] == text and row["seed"] == seed for row in rows):
+                continue
             start = time.perf_counter()
             settings = [*overrides, f"item.text={text}", f"seed={seed}",
                         f"output_dir={out / 'runs'}", "trainer.progress_bar=false"]  # fmt: skip
@@ -81,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--text", default="off,join", help="item.text values to compare")
+    parser.add_argument("--text", default="none,join", help="item.text values to compare")
     parser.add_argument("--set", action="append", default=[], help="key=value for every run")
     parser.add_argument("--out", type=Path, help="default results/text-ablation-<config name>")
     args = parser.parse_args()

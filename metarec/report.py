@@ -56,7 +56,7 @@ def markdown_table(
 ) -> str:
     """A Markdown table of the run's metrics per scenario, with the paper's numbers below."""
     header = ["method", "scenario", *metric_names(cfg), "tasks"]
-    text = "" if cfg.item.text == "off" else f", item text: {cfg.item.text}"
+    text = "" if cfg.item.text == "none" else f", item text: {cfg.item.text}"
     title = f"{cfg.learner.name} on {cfg.data.name} (seed {cfg.seed}{text})"
     tasks = f"{cfg.task.unit} tasks, target: {cfg.task.target}"
     lines = [f"# {cfg.name}: {title}", "", f"{tasks}.", ""]

@@ -218,3 +218,12 @@ def test_textsim_without_text_names_the_key(dataset):
     cfg = load_config(None, [*SMALL, "learner.name=textsim"])
     with pytest.raises(ValueError, match="item.text"):
         build_learner(cfg, ColdStartTasks(dataset, DATA))
+
+
+@pytest.mark.parametrize("value", ["none", "join", "replace"])
+def test_item_text_values_survive_yaml_and_overrides(value, tmp_path):
+    # YAML 1.1 reads off/on/no as booleans: the choices are words it leaves alone.
+    path = tmp_path / "run.yaml"
+    path.write_text(f"item:\n  text: {value}\n")
+    assert load_config(path).item.text == value
+    assert load_config(None, [f"item.text={value}"]).item.text == value

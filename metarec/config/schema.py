@@ -72,10 +72,10 @@ class ItemConfig:
     """How an item is represented: categorical features, its text embedding, or both."""
 
     text: str = setting(
-        "off",
-        "off: categorical features only; join: features + projected text embedding; "
+        "none",
+        "none: categorical features only; join: features + projected text embedding; "
         "replace: the projected text embedding only",
-        choices=("off", "join", "replace"),
+        choices=("none", "join", "replace"),
     )
     template: str | None = setting(
         None,

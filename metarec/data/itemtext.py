@@ -40,7 +40,7 @@ def attach_item_text(
     Embeddings come from the cache when every text is there (the model is then not loaded);
     with ``encoder.trainable: full | lora`` the item table gets the encoder itself instead.
     """
-    if item.text == "off":
+    if item.text == "none":
         return dataset
     texts = item_texts(dataset, item.template)
     if encoder.trainable != "none":  # the network holds the encoder and tunes it
