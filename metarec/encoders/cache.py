@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from metarec.config.schema import EncoderConfig
 from metarec.encoders import text
+from metarec.io import atomic_write_bytes
 
 FORMAT = "1"
 DIGEST_SIZE = 32
@@ -116,19 +116,7 @@ def write_cache(path: Path, key: str, digests: list[bytes], embeddings: Tensor) 
         "embeddings": embeddings.to(torch.float32).contiguous(),
         "hashes": hashes.reshape(len(digests), DIGEST_SIZE),
     }
-    payload = save(tensors, metadata={"key": key, "format": FORMAT})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, save(tensors, metadata={"key": key, "format": FORMAT}))
 
 
 def embed_texts(

@@ -35,26 +35,14 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from metarec.metrics.rating import check_padded_batch
+
 __all__ = ["binary_task_metrics", "nanmean_with_count"]
 
 
 def _check_inputs(scores: Tensor, labels: Tensor, mask: Tensor, threshold: float) -> None:
-    """Raise ValueError on malformed batches, so silent broadcasting cannot skew a metric."""
-    if scores.dim() != 2 or scores.shape != labels.shape or scores.shape != mask.shape:
-        raise ValueError(
-            "scores, labels and mask must all have the same (T, Q) shape; got "
-            f"{tuple(scores.shape)}, {tuple(labels.shape)}, {tuple(mask.shape)}"
-        )
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
-    if scores.shape[0] == 0:
-        raise ValueError("need at least one task")
-    if not bool(mask.any(dim=1).all()):
-        empty = torch.nonzero(~mask.any(dim=1)).flatten().tolist()
-        raise ValueError(f"every task needs at least one real query entry; empty tasks: {empty}")
-    if not bool(torch.isfinite(scores[mask]).all()):
-        # A diverged model should fail loudly rather than produce an arbitrary ranking.
-        raise ValueError("scores contain NaN or infinite values at real (unmasked) entries")
+    """Raise ValueError on malformed batches, labels other than 0/1, or a bad threshold."""
+    check_padded_batch(scores, labels, mask, names=("scores", "labels"))
     real_labels = labels[mask]
     bad = ~((real_labels == 0) | (real_labels == 1))
     if bool(bad.any()):

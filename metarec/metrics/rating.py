@@ -44,11 +44,15 @@ _T_975 = (
 _Z_975 = 1.959964
 
 
-def _check_inputs(preds: Tensor, targets: Tensor, mask: Tensor, ks: Sequence[int]) -> None:
-    """Raise ValueError on malformed batches, so silent broadcasting cannot skew a metric."""
+def check_padded_batch(
+    preds: Tensor, targets: Tensor, mask: Tensor, names: tuple[str, str] = ("preds", "targets")
+) -> None:
+    """Raise ValueError on a malformed padded batch, so that silent broadcasting cannot skew a
+    metric: one (T, Q) shape, a bool mask, a real entry in every task, finite predictions."""
+    pred_name, target_name = names
     if preds.dim() != 2 or preds.shape != targets.shape or preds.shape != mask.shape:
         raise ValueError(
-            "preds, targets and mask must all have the same (T, Q) shape; got "
+            f"{pred_name}, {target_name} and mask must all have the same (T, Q) shape; got "
             f"{tuple(preds.shape)}, {tuple(targets.shape)}, {tuple(mask.shape)}"
         )
     if mask.dtype != torch.bool:
@@ -58,10 +62,13 @@ def _check_inputs(preds: Tensor, targets: Tensor, mask: Tensor, ks: Sequence[int
     if not bool(mask.any(dim=1).all()):
         empty = torch.nonzero(~mask.any(dim=1)).flatten().tolist()
         raise ValueError(f"every task needs at least one real query entry; empty tasks: {empty}")
-    real_preds = preds[mask]
-    if not bool(torch.isfinite(real_preds).all()):
+    if not bool(torch.isfinite(preds[mask]).all()):
         # A diverged model should fail loudly rather than produce an arbitrary ranking.
-        raise ValueError("preds contain NaN or infinite values at real (unmasked) entries")
+        raise ValueError(f"{pred_name} contain NaN or infinite values at real (unmasked) entries")
+
+
+def _check_inputs(preds: Tensor, targets: Tensor, mask: Tensor, ks: Sequence[int]) -> None:
+    check_padded_batch(preds, targets, mask)
     if not bool(torch.isfinite(targets[mask]).all()):
         raise ValueError("targets contain NaN or infinite values at real (unmasked) entries")
     for k in ks:
