@@ -72,6 +72,24 @@ def markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+METRIC_FIELDS = ["mae", "rmse", "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1",
+                 "n_tasks"]  # fmt: skip
+
+
+def write_results(out: Path, stem: str, rows: list[dict], keys: list[str], table: str) -> None:
+    """``<stem>.csv`` and ``<stem>.json`` of the rows and ``table.md``, each written atomically;
+    the table is printed too."""
+    buffer = io.StringIO()
+    fields = [*keys, "status", "seconds", *METRIC_FIELDS]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / f"{stem}.csv", buffer.getvalue())
+    atomic_write_json(out / f"{stem}.json", rows)
+    atomic_write_text(out / "table.md", table)
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="folder under experiments/, e.g. synthetic or melu_ml1m")
@@ -88,17 +106,8 @@ def main() -> None:
     )
     out = args.out or Path("results") / f"compare-{args.dataset}"
     rows = run_all(args.dataset, methods, [*args.set, "trainer.progress_bar=false"], out)
-    fields = ["method", "scenario", "status", "seconds", "mae", "rmse", "ndcg@1", "ndcg@3",
-              "n_tasks"]  # fmt: skip
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
-    atomic_write_json(out / "results.json", rows)
     table = markdown(rows, f"{args.dataset}: {' '.join(args.set) or 'experiment defaults'}")
-    atomic_write_text(out / "table.md", table)
-    print(table)
+    write_results(out, "results", rows, ["method", "scenario"], table)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ and seed, finished) are kept, not re-run, so the variants can be run one at a ti
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import statistics
@@ -23,9 +21,10 @@ import traceback
 import warnings
 from pathlib import Path
 
+from compare import write_results  # noqa: E402  (benchmarks/, beside this script)
+
 from metarec.config import load_config
 from metarec.data.datamodule import SCENARIOS
-from metarec.io import atomic_write_json, atomic_write_text
 from metarec.metrics import confidence_interval
 from metarec.train import train
 
@@ -94,17 +93,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     out = args.out or Path("results") / f"text-ablation-{args.config.stem}"
     rows = run(args.config, args.text.split(","), args.seeds, args.set, out)
-    buffer = io.StringIO()
-    fields = ["text", "seed", "scenario", "status", "seconds", "mae", "rmse", "ndcg@1",
-              "ndcg@3", "auc", "f1", "n_tasks"]  # fmt: skip
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "runs.csv", buffer.getvalue())
-    atomic_write_json(out / "runs.json", rows)
     text = table(rows, f"{args.config}: {' '.join(args.set) or 'defaults'}")
-    atomic_write_text(out / "table.md", text)
-    print(text)
+    write_results(out, "runs", rows, ["text", "seed", "scenario"], text)
 
 
 if __name__ == "__main__":
