@@ -1,17 +1,17 @@
 """Text embedding speed: metarec's TextEncoder against sentence-transformers, same model and texts.
 
-    python benchmarks/text_embedding.py --root ../shared/data/melu-ml1m
-    python benchmarks/text_embedding.py --limit 500 --repeat 3
+    python benchmarks/text_embedding.py --root ../shared/data/melu-ml1m --repeat 2
+    python benchmarks/text_embedding.py --limit 500
 
 Embeds the MeLU ML-1M item texts with ``TextEncoder.encode`` and with sentence-transformers'
 ``SentenceTransformer.encode`` (its defaults: batch 32, max length 256 from the model folder,
-plus ``normalize_embeddings``) in one process, the same thread count, after a warm-up on a few
-texts; rounds alternate which runs first, and each reports its best round. Then the cosine
-of every pair of embeddings, and the time of ``embed_texts`` once its cache is filled (a temp
-folder; the model must not be loaded). Writes ``--out`` (JSON) atomically.
+plus ``normalize_embeddings``) in one process, on the same torch thread count, after a
+warm-up on a few texts; rounds alternate which encoder runs first and each reports its best
+round. Then the cosine of every pair of embeddings, and the time of ``embed_texts`` once its
+cache is filled (in a temp folder; the model must not be loaded). Writes ``--out`` atomically.
 
 The machine may be shared: ``other_cpu_cores`` is the CPU that other processes used during a
-round (Linux), to tell a disturbed round from a slow one.
+round (Linux), and a warning is printed when that could have skewed the times.
 """
 
 from __future__ import annotations
@@ -153,7 +153,9 @@ def main() -> None:
     parser.add_argument(
         "--root", type=Path, default=Path("../shared/data/melu-ml1m"), help="MeLU ML-1M data folder"
     )
-    parser.add_argument("--out", type=Path, default=Path("results/bench/text_embedding.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/bench/text_embedding.json"), help="JSON report"
+    )
     parser.add_argument("--limit", type=int, help="embed only the first N item texts")
     parser.add_argument(
         "--repeat", type=int, default=1, help="timed rounds per encoder; the best counts"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def small_text_tasks():
 
 
 # A vocabulary for the tiny text model: enough words for the synthetic item texts.
-TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,()-0123456789",
+TINY_WORDS = [*".,()-0123456789",
               *"abcdefghijklmnopqrstuvwxyz", "movie", "director", "actor", "starring",
               "genre", "rated", "film", "directed", "by", "a", "the", "drama", "comedy",
               "##s", "##ed", "##ing", "##er", "##a", "##e", "##i", "##o", "##r", "##n",
@@ -62,18 +63,24 @@ TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,()-0123456789",
               "##7", "##8", "##9"]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def tiny_text_model(tmp_path_factory):
-    """A tiny random BERT and its WordPiece tokenizer in a folder, built offline from a config
-    (no download): stands in for a real text encoder in tests."""
+def make_tiny_bert(folder: Path, words: list[str], seed: int = 0, hidden: int = 16) -> Path:
+    """A random 2-layer BERT and its WordPiece tokenizer over ``words`` (after the special
+    tokens), saved in ``folder`` offline from a config: stands in for a real text encoder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=16, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=32,
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
                         max_position_embeddings=128)  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory):
+    """A tiny random BERT over the synthetic item texts' words (see :func:`make_tiny_bert`)."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), TINY_WORDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from safetensors.torch import save_file
 from metarec.config.schema import EncoderConfig
 from metarec.encoders import cache, text
 from metarec.encoders.cache import CacheWarning, cache_key, cache_path, embed_texts
+from tests.conftest import make_tiny_bert
 from metarec.encoders.text import (
     TextEncoder,
     length_batches,
@@ -39,28 +41,9 @@ TEXTS = [
 ]
 
 
-def make_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    """A random 2-layer BERT (hidden 32) and its WordPiece tokenizer, saved in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    transformers.BertTokenizerFast(str(vocab)).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(seed)
-    transformers.BertModel(config).eval().save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", WORDS, hidden=32)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +151,44 @@ def test_encode_matches_one_text_at_a_time_in_input_order(tiny, pooling):
     assert len(list(length_batches(lengths, encoder.token_budget))) > 1
 
 
+def test_batches_side_by_side_on_two_threads_give_the_same_vectors(tiny):
+    encoder = TextEncoder(encoder_config(tiny, batch_size=1))
+    singles = torch.cat([encoder.encode([sentence], progress=False) for sentence in TEXTS])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert encoder.workers == 2
+        together = encoder.encode(TEXTS, progress=False)
+        assert torch.get_num_threads() == 2  # restored after the one-thread workers
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.allclose(together, singles, atol=1e-5)
+
+
+def test_a_failing_batch_stops_the_workers_and_restores_the_threads(tiny, monkeypatch):
+    encoder = TextEncoder(encoder_config(tiny, batch_size=1))
+    many = [f"{sentence} {word}" for sentence in TEXTS for word in WORDS[:6]]  # ~40 batches
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            time.sleep(0.1)  # the first failure reaches the caller while these still run
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(encoder, "model", broken)
+    monkeypatch.setattr(TextEncoder, "dim", 32)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            encoder.encode(many, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert len(calls) < 10 < len(many)  # the queued batches were cancelled
+
+
 def test_encode_without_normalize_is_the_plain_pooled_state(tiny, tiny_loaded):
     tokenizer, model = tiny_loaded
     encoder = TextEncoder(encoder_config(tiny, normalize=False))
@@ -208,7 +229,7 @@ def test_resolve_model_and_fingerprint(tiny, tmp_path):
         assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == folder
     copy = shutil.copytree(tiny, tmp_path / "copy")
     assert model_fingerprint(str(copy)) == model_fingerprint(str(tiny))  # content, not place
-    other = make_tiny_bert(tmp_path / "other", seed=1)
+    other = make_tiny_bert(tmp_path / "other", WORDS, seed=1, hidden=32)
     assert model_fingerprint(str(other)) != model_fingerprint(str(tiny))
 
 
@@ -262,7 +283,7 @@ def test_changed_text_is_encoded_anew_and_the_rest_reused(tiny, tmp_path, encode
 
 
 def test_settings_and_models_get_their_own_cache_files(tiny, tmp_path):
-    other = make_tiny_bert(tmp_path / "other", seed=1)
+    other = make_tiny_bert(tmp_path / "other", WORDS, seed=1, hidden=32)
     keys = {
         cache_key(encoder_config(tiny)),
         cache_key(encoder_config(tiny, pooling="cls")),

@@ -97,7 +97,11 @@ class EncoderConfig:
         "mean", "token pooling: mean | cls | last (decoder LLMs)", choices=("mean", "cls", "last")
     )
     max_length: int = setting(256, "tokens per text; longer texts are truncated")
-    batch_size: int = setting(64, "texts per forward pass")
+    batch_size: int = setting(
+        64,
+        "texts per batch at the reference length: a batch holds at most batch_size x 32 padded"
+        " tokens on the CPU (small batches stay in cache), batch_size x max_length on a GPU",
+    )
     dtype: str = setting(
         "auto", "auto: bfloat16 on GPU, float32 on CPU", choices=("auto", "float32", "bfloat16")
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -37,10 +37,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MINILM = "all-MiniLM-L6-v2"
 MINILM_NAMES = (MINILM, f"sentence-transformers/{MINILM}")
 # A batch holds at most batch_size * reference length padded tokens: long texts go fewer to
-# a batch, short texts more. On the CPU the reference is CPU_REFERENCE_LENGTH: batches of 2-4k
-# tokens stay in cache and touch fewer fresh pages (all-MiniLM-L6-v2 on 2 cores: ~20% faster
-# than 8k-token batches). A GPU gets up to batch_size texts of max_length each.
-CPU_REFERENCE_LENGTH = 64
+# a batch, short texts more. On the CPU the reference is CPU_REFERENCE_LENGTH: small batches
+# stay in cache and touch fewer fresh pages (all-MiniLM-L6-v2 on 2 cores: 2-4k-token batches
+# ~20% faster than 8k). A GPU gets up to batch_size texts of max_length each.
+CPU_REFERENCE_LENGTH = 32
 
 
 def resolve_model(name: str) -> str | Path:
@@ -225,16 +225,23 @@ def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
     return hidden.gather(1, index).squeeze(1)
 
 
-CPU_WORKERS = True
-
-
 @contextmanager
-def _one_thread_each():
+def _batch_runner(workers: int) -> Iterator[Callable]:
+    """A ``map`` that runs ``workers`` batches side by side, each on one torch thread (the
+    thread count is restored on exit); the plain ``map`` for one worker."""
+    if workers == 1:
+        yield map
+        return
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # worker threads pick this up when they first run an op
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="metarec-encode")
     try:
-        yield
+        yield executor.map
+    except BaseException:
+        executor.shutdown(cancel_futures=True)  # a failed batch: do not run the rest
+        raise
     finally:
+        executor.shutdown()
         torch.set_num_threads(previous)
 
 
@@ -286,7 +293,7 @@ class TextEncoder:
 
     @property
     def token_budget(self) -> int:
-        """Most padded tokens in one forward pass (see ``CPU_REFERENCE_LENGTH``)."""
+        """Most padded tokens in one batch (see ``CPU_REFERENCE_LENGTH``)."""
         reference = CPU_REFERENCE_LENGTH if self.device.type == "cpu" else self.cfg.max_length
         return self.cfg.batch_size * min(reference, self.cfg.max_length)
 
@@ -295,28 +302,34 @@ class TextEncoder:
         """Size of each embedding."""
         return self.model.config.hidden_size
 
-    @torch.inference_mode()
-    def _encode_batch(self, rows, batch, start, by_length) -> int:
-        inputs = _padded([rows[i] for i in batch], self.tokenizer.pad_token_id)
+    @property
+    def workers(self) -> int:
+        """Batches run side by side: on the CPU one per torch thread, each single-threaded
+        (all-MiniLM-L6-v2 on 2 cores: ~10% faster than one batch over both threads, which
+        spend time waiting on each other); on a GPU one."""
+        return torch.get_num_threads() if self.device.type == "cpu" else 1
+
+    @torch.inference_mode()  # per thread: the workers need it too
+    def _encode_batch(self, rows: list[list[int]], out: Tensor) -> int:
+        """Pool one batch of token rows into ``out`` (its rows of the result); its size."""
+        inputs = _padded(rows, self.tokenizer.pad_token_id)
         pinned = self.device.type == "cuda"  # page-locked inputs: truly asynchronous copies
         input_ids, attention_mask = (
             (part.pin_memory() if pinned else part).to(self.device, non_blocking=True)
             for part in inputs
         )
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        by_length[start : start + len(batch)] = pool(
-            hidden.last_hidden_state.float(), attention_mask, self.cfg.pooling
-        )
-        return len(batch)
+        out.copy_(pool(hidden.last_hidden_state.float(), attention_mask, self.cfg.pooling))
+        return len(rows)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], progress: bool = True) -> Tensor:
         """``(N, D)`` float32 CPU embeddings of ``texts``, in input order.
 
         Repeated texts are encoded once. All texts are tokenized in one call, sorted by token
-        count and run in batches cut to their own longest text (see :func:`length_batches`).
-        Results stay on the device in sorted order and are read back once at the end, so a
-        GPU never waits on the host between batches.
+        count and run in batches cut to their own longest text (see :func:`length_batches`),
+        ``workers`` at a time. Results stay on the device in sorted order and are read back
+        once at the end, so a GPU never waits on the host between batches.
         """
         texts = list(texts)
         unique = list(dict.fromkeys(texts))
@@ -330,18 +343,17 @@ class TextEncoder:
         if min(lengths) == 0:
             raise ValueError(f"text {lengths.index(0)} has no tokens (an empty text?)")
         batches = list(length_batches(lengths, self.token_budget))
+        offsets = [0, *itertools.accumulate(len(batch) for batch in batches)]
         by_length = torch.empty(len(texts), self.dim, dtype=torch.float32, device=self.device)
-        starts = itertools.accumulate((len(batch) for batch in batches), initial=0)
-        jobs = [(rows, batch, start) for batch, start in zip(batches, starts, strict=False)]
-        with tqdm(total=len(texts), unit="text", desc="embedding", disable=not progress) as bar:
-            workers = torch.get_num_threads() if self.device.type == "cpu" else 1
-            if workers > 1 and len(batches) > 1 and CPU_WORKERS:
-                with _one_thread_each(), ThreadPoolExecutor(workers) as executor:
-                    for done in executor.map(lambda job: self._encode_batch(*job, by_length), jobs):
-                        bar.update(done)
-            else:
-                for job in jobs:
-                    bar.update(self._encode_batch(*job, by_length))
+
+        def run(index: int) -> int:
+            out = by_length[offsets[index] : offsets[index + 1]]
+            return self._encode_batch([rows[i] for i in batches[index]], out)
+
+        bar = tqdm(total=len(texts), unit="text", desc="embedding", disable=not progress)
+        with bar, _batch_runner(self.workers if len(batches) > 1 else 1) as run_all:
+            for done in run_all(run, range(len(batches))):
+                bar.update(done)
         if self.cfg.normalize:
             by_length = F.normalize(by_length, dim=-1)
         out = torch.empty(len(texts), self.dim)
