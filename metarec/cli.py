@@ -1,4 +1,5 @@
-"""Command line: ``metarec train CONFIG [key=value ...]`` and ``metarec data ...``."""
+"""Command line: ``metarec train CONFIG [key=value ...]``, ``metarec reproduce DATASET``,
+``metarec results FOLDER``, ``metarec learners`` and ``metarec data ...``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,42 @@ def _train(args: argparse.Namespace) -> int:
     result = train(cfg)
     print_table(cfg, result.metrics, result.baseline)
     print(f"Run folder: {result.run_dir} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from metarec.reproduce import reproduce
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    overrides = [*([f"data.root={args.root}"] if args.root else []), *args.set]
+    rows, table, seconds = reproduce(
+        args.dataset,
+        seeds=args.seeds,
+        methods=args.methods.split(",") if args.methods else None,
+        texts=args.text.split(","),
+        overrides=overrides,
+        out=args.out,
+        jobs=args.jobs,
+    )
+    print(table)
+    failed = {(r["method"], r["text"], r["seed"]) for r in rows if r["status"] != "ok"}
+    print(f"{len(failed)} failed runs; wall time {seconds / 60:.1f} min")
+    return 1 if failed else 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from metarec.reproduce import load_rows, update_readme, write_report
+
+    folder = Path(args.folder)
+    rows = load_rows(folder)
+    if not rows:
+        raise ConfigError(f"{folder / 'runs.json'} is missing or empty: run metarec reproduce")
+    dataset = args.dataset or folder.name.replace("_", "-")
+    print(write_report(folder, rows, dataset, f"{dataset}: {folder}"), end="")
+    if args.readme:
+        update_readme(Path(args.readme), folder)
+        print(f"updated {args.readme}")
     return 0
 
 
@@ -82,6 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="key=value settings, e.g. learner.inner_steps=3"
     )
     train.set_defaults(func=_train)
+    rep = commands.add_parser(
+        "reproduce", help="every experiment of a dataset x item text x seeds: the paper's table"
+    )
+    rep.add_argument("dataset", help="a folder of experiments/, e.g. melu-ml1m or synthetic")
+    rep.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per run (default 3)")
+    rep.add_argument("--methods", help="comma-separated experiment names (default: all)")
+    rep.add_argument("--text", default="none,join", help="item.text variants (default none,join)")
+    rep.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    rep.add_argument("--root", help="data folder (data.root), e.g. ../shared/data/melu-ml1m")
+    rep.add_argument("--out", type=Path, help="default results/<experiments folder>")
+    rep.add_argument("--set", action="append", default=[], help="key=value for every run")
+    rep.set_defaults(func=_reproduce)
+    res = commands.add_parser(
+        "results", help="table, summary and plot of a reproduce folder; --readme fills README"
+    )
+    res.add_argument("folder", help="e.g. results/melu_ml1m")
+    res.add_argument("--dataset", help="paper rows to show (default: from the folder name)")
+    res.add_argument("--readme", help="README whose results block for this folder to refill")
+    res.set_defaults(func=_results)
     learners = commands.add_parser("learners", help="list learners, or one learner's settings")
     learners.add_argument("name", nargs="?", help="a learner name: show its settings")
     learners.set_defaults(func=_learners)

@@ -21,12 +21,14 @@ from metarec.report import markdown_table
 
 @dataclass
 class RunResult:
-    """Where a run wrote its files, its and the bias baseline's metrics, its wall time."""
+    """Where a run wrote its files, its and the bias baseline's metrics, its wall time, and
+    the best validation MAE it kept (None for a learner with nothing to train)."""
 
     run_dir: Path
     metrics: dict[str, dict[str, float | int]]
     baseline: dict[str, dict[str, float | int]]
     seconds: float
+    val_mae: float | None = None
 
 
 def make_run_dir(cfg: RunConfig) -> Path:
@@ -126,4 +128,6 @@ def train(cfg: RunConfig) -> RunResult:
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "baseline_metrics.json", baseline)
     atomic_write_text(run_dir / "table.md", markdown_table(cfg, metrics, baseline, seconds))
-    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, seconds=seconds)
+    best = checkpoint.best_model_score
+    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, seconds=seconds,
+                     val_mae=None if best is None else float(best))  # fmt: skip

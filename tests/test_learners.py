@@ -90,11 +90,11 @@ def test_duplicate_name_is_an_error():
             pass
 
 
-# ID-only models: the mean baselines and MF have no item features for a text to join.
-NO_ITEM_FEATURES = {"mean", "mf"}
+def test_only_the_id_only_models_say_they_ignore_item_text():
+    assert {name for name in ALL if not LEARNERS.get(name).reads_item_text} == {"mean", "mf"}
 
 
-@pytest.mark.parametrize("name", sorted(set(ALL) - NO_ITEM_FEATURES))
+@pytest.mark.parametrize("name", [name for name in ALL if LEARNERS.get(name).reads_item_text])
 def test_every_learner_reads_the_item_text(name, small_text_tasks):
     torch.manual_seed(0)
     learner = build_learner(_config(name), small_text_tasks).eval()

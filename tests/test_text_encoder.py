@@ -13,7 +13,6 @@ from safetensors.torch import save_file
 from metarec.config.schema import EncoderConfig
 from metarec.encoders import cache, text
 from metarec.encoders.cache import CacheWarning, cache_key, cache_path, embed_texts
-from tests.conftest import make_tiny_bert
 from metarec.encoders.text import (
     TextEncoder,
     length_batches,
@@ -23,6 +22,7 @@ from metarec.encoders.text import (
     resolve_model,
     tokenize,
 )
+from tests.conftest import make_tiny_bert
 
 transformers = pytest.importorskip("transformers")
 

@@ -47,6 +47,7 @@ class Mean(MetaLearner):
     """Predicts a mean rating; the adapted state is the support set itself."""
 
     Settings = MeanSettings
+    reads_item_text = False  # IDs only: no item features for a text to join
 
     @classmethod
     def build_network(

@@ -73,6 +73,7 @@ class MF(MetaLearner):
     """Biased MF; each task's user is solved by ridge regression on its support ratings."""
 
     Settings = MFSettings
+    reads_item_text = False  # IDs only: no item features for a text to join
 
     @classmethod
     def build_network(

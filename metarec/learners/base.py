@@ -59,12 +59,14 @@ class MetaLearner(L.LightningModule):
     ``LearnerConfig``. ``build_network`` makes the network it adapts (MeLU's by default).
     ``task`` says what the tasks predict: with ``task.target: like`` the targets are 0/1 and
     predictions are like probabilities, trained with cross-entropy (``self.loss``).
-    ``units`` lists the task units (``task.unit``) the learner supports.
+    ``units`` lists the task units (``task.unit``) the learner supports; ``reads_item_text``
+    says whether ``item.text`` can change its predictions.
     """
 
     name = "base"
     Settings = LearnerConfig
     units: tuple[str, ...] = ("user", "item")
+    reads_item_text = True  # False for ID-only models, which have no item features to join
 
     @classmethod
     def build_network(
