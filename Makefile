@@ -8,7 +8,7 @@ EXTRAS ?= dev,lora,text
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-all lint clean learn2learn bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ test-all: install
 lint: install
 	$(VENV)/bin/ruff check metarec tests benchmarks
 	$(VENV)/bin/ruff format --check metarec tests benchmarks
+
+# learn2learn 0.2.0, the meta-training baseline, built for this venv (no CUDA torch, no gym).
+learn2learn: install
+	VENV=$(VENV) bash benchmarks/build_learn2learn.sh
+
+# Speed benchmarks on MeLU's ML-1M (../shared/data/melu-ml1m); BENCH_ARGS=--synthetic for none.
+bench: install learn2learn
+	nice $(PY) benchmarks/meta_training.py $(BENCH_ARGS) --out results/bench/meta_training.json
+	nice $(PY) benchmarks/serving.py $(BENCH_ARGS) --out results/bench/serving.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -72,8 +72,10 @@ def inner_loop(
         grads = grad(support_loss)(fast)
         if first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        fast = {
-            name: weight - (lr[name] if isinstance(lr, Mapping) else lr) * grads[name]
-            for name, weight in fast.items()
-        }
+        if isinstance(lr, Mapping):  # Meta-SGD: a learned rate per weight
+            fast = {name: weight - lr[name] * grads[name] for name, weight in fast.items()}
+        else:  # one fused pass over each weight (embedding tables are large per-task copies)
+            fast = {
+                name: torch.add(weight, grads[name], alpha=-lr) for name, weight in fast.items()
+            }
     return fast

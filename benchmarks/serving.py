@@ -1,0 +1,153 @@
+"""Cold-start serving throughput: new users adapted (and their query items scored) per second.
+
+    python benchmarks/serving.py                      # MeLU's MovieLens-1M new-user tasks
+    python benchmarks/serving.py --synthetic
+    python benchmarks/serving.py --batch-size 256 --repeat 5 --out results/bench/x.json
+
+Each new user (a ``new_user`` test task) is adapted from the meta-learned weights with
+``learner.inner_steps`` (5) gradient steps on its support ratings, with no graph to the weights
+(evaluation is first order), then its query items are scored. ``metarec`` adapts
+``--batch-size`` users at once through the learner itself (vmapped ``adapt`` + ``predict``);
+``loop`` adapts one user at a time with ``torch.autograd.grad`` on that user's own ratings.
+Both see the same network and users and must predict the same ratings; rounds alternate order
+after a warm-up and the best of ``--repeat`` counts. Prints users/s of each and the speed-up,
+and writes them as JSON to ``--out``. The weights are the initial ones: adapting costs the same
+whatever their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from meta_training import DEFAULT_ROOT, bench_config, make_learner, split_tasks, time_rounds
+from torch import nn
+from torch.func import functional_call
+
+from metarec.data.tasks import TaskSet
+from metarec.io import atomic_write_json
+from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.functional import Loss
+from metarec.train import prepare_tasks
+
+
+def serve_batched(learner: MetaLearner, users: TaskSet, batch_size: int) -> torch.Tensor:
+    """Query predictions (users, query) of metarec: ``batch_size`` users adapted at once."""
+    learner.eval()
+    preds = []
+    with torch.enable_grad():  # evaluation adapts with gradients, as Lightning's test step does
+        for start in range(0, len(users), batch_size):
+            batch = users[torch.arange(start, min(start + batch_size, len(users)))]
+            preds.append(learner(batch).detach())
+    return torch.cat(preds)
+
+
+def serve_loop(net: nn.Module, tasks: list[Batch], steps: int, lr: float, loss: Loss) -> list:
+    """Query predictions per user, one user at a time: ``steps`` plain gradient steps of every
+    parameter (``torch.autograd.grad``, no graph kept), then the user's query items scored."""
+    params = {name: p.detach() for name, p in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+    preds = []
+    for task in tasks:
+        fast = {name: p.requires_grad_() for name, p in params.items()}
+        for _ in range(steps):
+            pred = functional_call(net, (fast, buffers), (task["user"], task["support_item"]))
+            mask = torch.ones_like(task["support_rating"], dtype=torch.bool)
+            grads = torch.autograd.grad(
+                loss(pred, task["support_rating"], mask), list(fast.values())
+            )
+            with torch.no_grad():
+                fast = {name: w - lr * g for (name, w), g in zip(fast.items(), grads, strict=True)}
+            fast = {name: w.requires_grad_() for name, w in fast.items()}
+        with torch.no_grad():
+            preds.append(functional_call(net, (fast, buffers), (task["user"], task["query_item"])))
+    return preds
+
+
+def max_prediction_diff(batched: torch.Tensor, looped: list, users: TaskSet) -> float:
+    """Largest absolute difference of the two sides' predictions on real query items."""
+    return max(
+        (batched[t][users.query_mask[t]] - pred).abs().max().item() for t, pred in enumerate(looped)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=DEFAULT_ROOT, help="MeLU ML-1M data folder")
+    parser.add_argument("--synthetic", action="store_true", help="the built-in synthetic data")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. learner.inner_steps=3")  # fmt: skip
+    parser.add_argument("--scenario", default="new_user", help="test scenario to serve")
+    parser.add_argument("--users", type=int, default=None, help="serve only the first N users")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="users adapted at once (default learner.eval_batch_size)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the best counts")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("results/bench/serving.json"))
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cfg = bench_config(args.synthetic, args.root, args.set)
+    if cfg.learner.adapt != "all":
+        parser.error("the per-user loop adapts every parameter: keep learner.adapt=all")
+    tasks = prepare_tasks(cfg)
+    learner = make_learner(cfg, tasks).eval()
+    users = tasks.test[args.scenario]
+    if args.users is not None:
+        users = users.subset(range(min(args.users, len(users))))
+    batch_size = args.batch_size or cfg.learner.eval_batch_size
+    steps, lr = cfg.learner.inner_steps, cfg.learner.inner_lr
+    per_user = split_tasks(users[torch.arange(len(users))])
+    print(f"{cfg.data.name}/{args.scenario}: {len(users)} users; inner steps {steps}, "
+          f"inner lr {lr}, adapt {cfg.learner.adapt}, batch {batch_size}, "
+          f"{args.threads} thread(s)")  # fmt: skip
+
+    batched = serve_batched(learner, users, batch_size)
+    looped = serve_loop(learner.net, per_user, steps, lr, learner.loss)
+    diff = max_prediction_diff(batched, looped, users)
+    print(f"predictions agree: max abs diff {diff:.2e}")
+    if not diff <= 1e-3:
+        raise AssertionError(f"batched and per-user predictions differ by {diff}")
+
+    seconds = time_rounds(
+        {
+            "metarec": lambda: serve_batched(learner, users, batch_size),
+            "loop": lambda: serve_loop(learner.net, per_user, steps, lr, learner.loss),
+        },
+        args.repeat,
+    )
+    rates = {side: len(users) / min(times) for side, times in seconds.items()}
+    ratio = rates["metarec"] / rates["loop"]
+    for side, rate in rates.items():
+        print(f"{side:>8}: {rate:8.1f} users/s  (best of {args.repeat})")
+    print(f"metarec/loop: {ratio:6.2f}x")
+
+    result = {
+        "benchmark": "serving",
+        "dataset": cfg.data.name,
+        "scenario": args.scenario,
+        "users": len(users),
+        "batch_size": batch_size,
+        "inner_steps": steps,
+        "inner_lr": lr,
+        "adapt": cfg.learner.adapt,
+        "repeat": args.repeat,
+        "threads": args.threads,
+        "users_per_second": rates,
+        "ratio": {"metarec/loop": ratio},
+        "max_prediction_diff": diff,
+        "seconds_per_round": seconds,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    atomic_write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
