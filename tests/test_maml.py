@@ -90,7 +90,7 @@ def test_decision_adaptation_changes_only_decision_layers(small_tasks):
     learner = _learner(small_tasks, "learner.adapt=decision")
     assert learner.adapted_names()
     assert all(name.startswith("decision.") for name in learner.adapted_names())
-    fast = learner.adapt(support_of(_batch(small_tasks, n=3)))
+    fast = learner.adapt(support_of(_batch(small_tasks, n=3))).fast
     assert set(fast) == set(learner.adapted_names())
     initial = dict(learner.net.named_parameters())
     for name, weights in fast.items():

@@ -14,11 +14,10 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.func import vmap
 
 from metarec.config.schema import LearnerConfig, setting
 from metarec.learners.base import Batch, MetaLearner, whole_task
-from metarec.learners.functional import Params, call, inner_loop
+from metarec.learners.functional import Adapted, Params, adapt_tasks, predict_tasks
 from metarec.registry import LEARNERS
 
 # LoRA's A matrices start random; a fixed seed gives every evaluation the same adapters, so a
@@ -27,12 +26,17 @@ LORA_INIT_SEED = 0
 
 
 class Tuned(NamedTuple):
-    """Per-task fine-tuned weights and what ``call`` needs besides them."""
+    """Per-task fine-tuned weights and what ``predict_tasks`` needs besides them."""
 
     net: nn.Module
-    fast: Params  # leading dimension: one copy per task
+    adapted: Adapted  # one copy per task of each tuned weight (tables: the task's rows)
+    initial: Params
     frozen: Params
     buffers: Params
+
+    @property
+    def fast(self) -> Params:
+        return self.adapted.fast
 
 
 class PooledNetwork(MetaLearner):
@@ -59,20 +63,14 @@ class PooledNetwork(MetaLearner):
             return None
         net, fast, frozen, buffers = setup
         steps, lr = self.cfg.steps, self.cfg.lr
-
-        def one_task(task: Batch) -> Params:
-            return inner_loop(net, fast, frozen, buffers, task, steps, lr, True, self.loss)
-
-        return Tuned(net, vmap(one_task)(support), frozen, buffers)
+        adapted = adapt_tasks(net, fast, frozen, buffers, support, steps, lr, True, self.loss)
+        return Tuned(net, adapted, fast, frozen, buffers)
 
     def predict(self, state: Tuned | None, query: Batch) -> torch.Tensor:
         if state is None:
             return self.net(query["user"].unsqueeze(-1), query["item"])
-
-        def one_task(weights: Params, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-            return call(state.net, weights, state.frozen, state.buffers, user, item)
-
-        return vmap(one_task)(state.fast, query["user"], query["item"])
+        return predict_tasks(state.net, state.adapted, state.initial, state.frozen,
+                             state.buffers, query)  # fmt: skip
 
 
 @LEARNERS.register("global")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import vmap
 
 from metarec.config.schema import LearnerConfig, setting
 from metarec.learners.base import Batch, MetaLearner
-from metarec.learners.functional import Params, call, inner_loop
+from metarec.learners.functional import Adapted, Params, adapt_tasks, predict_tasks
 from metarec.registry import LEARNERS
 
 
@@ -61,26 +60,16 @@ class MAML(MetaLearner):
         """The inner learning rate (Meta-SGD learns one per parameter)."""
         return self.cfg.inner_lr
 
-    def adapt(self, support: Batch) -> Params:
+    def adapt(self, support: Batch) -> Adapted:
         fast, frozen, buffers = self._split_params()
         first_order = self.cfg.first_order or not self.training
-        lr = self.inner_lr()
+        steps, lr = self.cfg.inner_steps, self.inner_lr()
+        return adapt_tasks(self.net, fast, frozen, buffers, support, steps, lr, first_order,
+                           self.loss)  # fmt: skip
 
-        def one_task(task: Batch) -> Params:
-            steps = self.cfg.inner_steps
-            return inner_loop(
-                self.net, fast, frozen, buffers, task, steps, lr, first_order, self.loss
-            )
-
-        return vmap(one_task)(support)
-
-    def predict(self, fast: Params, query: Batch) -> torch.Tensor:
-        _, frozen, buffers = self._split_params()
-
-        def one_task(weights: Params, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-            return call(self.net, weights, frozen, buffers, user, item)
-
-        return vmap(one_task)(fast, query["user"], query["item"])
+    def predict(self, state: Adapted, query: Batch) -> torch.Tensor:
+        initial, frozen, buffers = self._split_params()
+        return predict_tasks(self.net, state, initial, frozen, buffers, query)
 
 
 @dataclass

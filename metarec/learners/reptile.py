@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import vmap
 
 from metarec.config import ConfigError
 from metarec.config.schema import setting
 from metarec.learners.base import Batch, query_of, whole_task
-from metarec.learners.functional import Params, inner_loop
+from metarec.learners.functional import Adapted, Params, adapt_tasks
 from metarec.learners.maml import MAML, MAMLSettings
 from metarec.registry import LEARNERS
 
@@ -69,18 +68,30 @@ class Reptile(MAML):
         frozen = {name: p for name, p in slow.items() if name not in adapted}
         buffers = dict(self.net.named_buffers())
         steps, lr = self.cfg.inner_steps, self.inner_lr()
-
-        def one_task(task: Batch) -> Params:
-            return inner_loop(self.net, fast, frozen, buffers, task, steps, lr, True, self.loss)
-
-        solutions = vmap(one_task)(whole_task(batch))
+        solutions = adapt_tasks(self.net, fast, frozen, buffers, whole_task(batch), steps, lr,
+                                True, self.loss)  # fmt: skip
         with torch.no_grad():
             pred = self.predict(solutions, query_of(batch))
             loss = self.loss(pred, batch["query_rating"], batch["query_mask"]).mean()
         self.check_finite(loss)
-        self.outer_step({name: slow[name] - phi.mean(0) for name, phi in solutions.items()})
+        self.outer_step(self.deltas(slow, solutions))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
+
+    @staticmethod
+    def deltas(slow: Params, solutions: Adapted) -> Params:
+        """θ − mean φ per adapted weight. A task's solution of an embedding table holds only
+        the rows it used (the others stay θ), so those rows' moves are summed into the table."""
+        deltas = {}
+        for name, phi in solutions.fast.items():
+            local = solutions.tables.get(name)
+            if local is None:
+                deltas[name] = slow[name] - phi.mean(0)
+                continue
+            moved = (phi - slow[name][local.rows]).flatten(0, 1)  # φ − θ on each local row
+            total = torch.zeros_like(slow[name]).index_add_(0, local.rows.flatten(), moved)
+            deltas[name] = -total / len(local.rows)
+        return deltas
 
     def outer_step(self, deltas: Params) -> None:
         """θ ← θ − ε · (θ − mean φ), as an SGD step of the Lightning-wrapped optimiser.
