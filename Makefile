@@ -8,7 +8,7 @@ EXTRAS ?= dev,lora,text
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test test-all lint clean learn2learn bench
+.PHONY: install demo test test-all lint clean learn2learn bench reproduce
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ learn2learn: install
 bench: install learn2learn
 	nice $(PY) benchmarks/meta_training.py $(BENCH_ARGS) --out results/bench/meta_training.json
 	nice $(PY) benchmarks/serving.py $(BENCH_ARGS) --out results/bench/serving.json
+
+# MeLU's Table 2: every experiments/melu_ml1m/*.yaml x item text x 3 seeds, then the README block.
+DATA ?= ../shared/data
+reproduce: install
+	$(VENV)/bin/metarec reproduce melu-ml1m --root $(DATA)/melu-ml1m
+	$(VENV)/bin/metarec results results/melu_ml1m --readme README.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

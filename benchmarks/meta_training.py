@@ -255,17 +255,32 @@ def has_learn2learn() -> bool:
     return True
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_parser(description: str, out: str) -> argparse.ArgumentParser:
+    """The options every speed benchmark here takes: data, overrides, rounds, threads, out."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", default=DEFAULT_ROOT, help="MeLU ML-1M data folder")
     parser.add_argument("--synthetic", action="store_true", help="the built-in synthetic data")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. learner.meta_batch_size=16")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=10, help="meta-steps timed per round")
+                        help="config override, e.g. learner.inner_steps=3")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the best counts")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path(out), help="JSON report")
+    return parser
+
+
+def write_report(out: Path, result: dict) -> dict:
+    """``result`` with the library versions, written atomically to ``out``."""
+    result = {**result, "torch": torch.__version__, "python": platform.python_version(),
+              "machine": platform.machine()}  # fmt: skip
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = bench_parser(__doc__.split("\n\n")[0], "results/bench/meta_training.json")
+    parser.add_argument("--steps", type=int, default=10, help="meta-steps timed per round")
     parser.add_argument("--no-learn2learn", action="store_true", help="skip learn2learn")
-    parser.add_argument("--out", type=Path, default=Path("results/bench/meta_training.json"))
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -315,13 +330,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "ratios": ratios,
         "seconds_per_round": seconds,
         "gradient_check": check,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
     }
-    atomic_write_json(args.out, result)
-    print(f"wrote {args.out}")
-    return result
+    return write_report(args.out, result)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,21 @@ whatever their values.
 
 from __future__ import annotations
 
-import argparse
-import platform
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
-from meta_training import DEFAULT_ROOT, bench_config, make_learner, split_tasks, time_rounds
+from meta_training import (
+    bench_config,
+    bench_parser,
+    make_learner,
+    split_tasks,
+    time_rounds,
+    write_report,
+)
 from torch import nn
 from torch.func import functional_call
 
 from metarec.data.tasks import TaskSet
-from metarec.io import atomic_write_json
 from metarec.learners.base import Batch, MetaLearner
 from metarec.learners.functional import Loss
 from metarec.train import prepare_tasks
@@ -75,18 +78,11 @@ def max_prediction_diff(batched: torch.Tensor, looped: list, users: TaskSet) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=DEFAULT_ROOT, help="MeLU ML-1M data folder")
-    parser.add_argument("--synthetic", action="store_true", help="the built-in synthetic data")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. learner.inner_steps=3")  # fmt: skip
+    parser = bench_parser(__doc__.split("\n\n")[0], "results/bench/serving.json")
     parser.add_argument("--scenario", default="new_user", help="test scenario to serve")
     parser.add_argument("--users", type=int, default=None, help="serve only the first N users")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="users adapted at once (default learner.eval_batch_size)")  # fmt: skip
-    parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the best counts")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=Path("results/bench/serving.json"))
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -140,13 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "ratio": {"metarec/loop": ratio},
         "max_prediction_diff": diff,
         "seconds_per_round": seconds,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
     }
-    atomic_write_json(args.out, result)
-    print(f"wrote {args.out}")
-    return result
+    return write_report(args.out, result)
 
 
 if __name__ == "__main__":
