@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,lora,text
+EXTRAS ?= dev,lora,text,sweep
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
@@ -16,6 +16,8 @@ $(PY):
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@case ",$(EXTRAS)," in *,sweep,*|*,all,*) \
+		$(PY) -m pip install --quiet --no-deps sweeps==0.3.0;; esac
 	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
 		echo "error: nvidia-* packages were installed; install torch first (TORCH_SPEC)"; exit 1; fi
 	touch $(STAMP)

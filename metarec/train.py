@@ -8,8 +8,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
 
 from metarec.config import ConfigError, ModelConfig, RunConfig, TaskConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
@@ -17,18 +17,49 @@ from metarec.data.itemtext import attach_item_text
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.report import markdown_table
+from metarec.tracking import finish, make_wandb_logger
 
 
 @dataclass
 class RunResult:
-    """Where a run wrote its files, its and the bias baseline's metrics, its wall time, and
-    the best validation MAE it kept (None for a learner with nothing to train)."""
+    """Where a run wrote its files, its and the bias baseline's metrics, its wall time, the
+    validation MAE of the weights it kept, and ``summary.json``'s flat metrics."""
 
     run_dir: Path
     metrics: dict[str, dict[str, float | int]]
     baseline: dict[str, dict[str, float | int]]
     seconds: float
     val_mae: float | None = None
+    summary: dict[str, float] | None = None
+
+
+class BestValidation(Callback):
+    """The ``val/*`` metrics of the epoch best on ``val/mae``: the epoch whose weights the
+    checkpoint keeps (strictly lower, as ``ModelCheckpoint(mode="min")`` decides)."""
+
+    def __init__(self):
+        self.best: dict[str, float] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        current = {key: float(value) for key, value in trainer.callback_metrics.items()
+                   if key.startswith("val/")}  # fmt: skip
+        if "val/mae" in current and ("val/mae" not in self.best
+                                     or current["val/mae"] < self.best["val/mae"]):  # fmt: skip
+            self.best = current
+
+
+def summary_metrics(
+    val: dict[str, float], metrics: dict[str, dict[str, float | int]], seconds: float
+) -> dict[str, float]:
+    """One flat dict of a run's final metrics under the names Lightning logs them by:
+    ``val/<metric>`` (best epoch), ``test/<scenario>/<metric>``, and ``time/seconds``."""
+    summary = dict(val)
+    for scenario, values in metrics.items():
+        for key, value in values.items():
+            if not key.endswith("n_tasks"):
+                summary[f"test/{scenario}/{key}"] = value
+    summary["time/seconds"] = seconds
+    return summary
 
 
 def make_run_dir(cfg: RunConfig) -> Path:
@@ -60,8 +91,15 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
     return learner_cls(net, cfg.learner).for_task(cfg.task)
 
 
-def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Trainer:
-    """Lightning's Trainer; ``inference_mode=False`` because evaluation adapts with gradients."""
+def make_trainer(
+    cfg: RunConfig, run_dir: Path | None, callbacks=(), loggers: tuple[Logger, ...] = ()
+) -> L.Trainer:
+    """Lightning's Trainer; ``inference_mode=False`` because evaluation adapts with gradients.
+
+    With a ``run_dir`` it logs to ``<run_dir>/logs/metrics.csv``, and to ``loggers`` beside it
+    (W&B's, when ``tracking.wandb`` is on).
+    """
+    csv = [CSVLogger(run_dir, name="", version="logs")] if run_dir else []
     return L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
@@ -71,7 +109,7 @@ def make_trainer(cfg: RunConfig, run_dir: Path | None, callbacks=()) -> L.Traine
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         inference_mode=False,
         deterministic=True,
-        logger=CSVLogger(run_dir, name="", version="logs") if run_dir else False,
+        logger=[*csv, *loggers] if run_dir else False,
         callbacks=list(callbacks),
         enable_checkpointing=bool(callbacks),
         enable_progress_bar=cfg.trainer.progress_bar,
@@ -90,6 +128,16 @@ def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dic
     return learner.test_results
 
 
+def validate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dict[str, float]:
+    """The ``val/*`` metrics of ``learner`` as it is now (for learners with nothing to fit)."""
+    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
+                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
+    trainer = make_trainer(cfg, run_dir=None)
+    trainer.validate(learner, datamodule=datamodule, verbose=False)
+    return {key: float(value) for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")}  # fmt: skip
+
+
 def bias_baseline(
     tasks: ColdStartTasks, task: TaskConfig | None = None
 ) -> dict[str, dict[str, float | int]]:
@@ -104,6 +152,38 @@ def bias_baseline(
     return learner.evaluate_all(tasks.test)
 
 
+def _fit_and_evaluate(
+    cfg: RunConfig,
+    tasks: ColdStartTasks,
+    learner: MetaLearner,
+    run_dir: Path,
+    start: float,
+    loggers: tuple[Logger, ...],
+) -> tuple[dict, dict, dict, float]:
+    """Fit (keeping the epoch best on ``val/mae``), evaluate, write the run's result files."""
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                 monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
+    best_val = BestValidation()
+    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
+                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
+    if learner.trainable:  # a no-learning baseline has nothing to fit
+        trainer = make_trainer(cfg, run_dir, callbacks=[checkpoint, best_val], loggers=loggers)
+        trainer.fit(learner, datamodule=datamodule)
+    if checkpoint.best_model_path:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        learner.load_state_dict(state["state_dict"])
+    val = best_val.best if learner.trainable else validate(learner, tasks, cfg)
+    metrics = evaluate(learner, tasks, cfg)
+    baseline = bias_baseline(tasks, cfg.task)
+    seconds = time.perf_counter() - start
+    summary = summary_metrics(val, metrics, seconds)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / "baseline_metrics.json", baseline)
+    atomic_write_text(run_dir / "table.md", markdown_table(cfg, metrics, baseline, seconds))
+    return summary, metrics, baseline, seconds
+
+
 def train(cfg: RunConfig) -> RunResult:
     """Meta-train, keep the weights best on validation, evaluate every scenario, write results."""
     start = time.perf_counter()
@@ -112,22 +192,16 @@ def train(cfg: RunConfig) -> RunResult:
     learner = build_learner(cfg, tasks)
     run_dir = make_run_dir(cfg)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
-    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
-                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
-    if learner.trainable:  # a no-learning baseline has nothing to fit
-        trainer = make_trainer(cfg, run_dir, callbacks=[checkpoint])
-        trainer.fit(learner, datamodule=datamodule)
-    if checkpoint.best_model_path:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-        learner.load_state_dict(state["state_dict"])
-    metrics = evaluate(learner, tasks, cfg)
-    baseline = bias_baseline(tasks, cfg.task)
-    seconds = time.perf_counter() - start
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    atomic_write_json(run_dir / "baseline_metrics.json", baseline)
-    atomic_write_text(run_dir / "table.md", markdown_table(cfg, metrics, baseline, seconds))
-    best = checkpoint.best_model_score
+    wandb_logger = make_wandb_logger(cfg, run_dir)
+    loggers = (wandb_logger,) if wandb_logger else ()
+    try:
+        summary, metrics, baseline, seconds = _fit_and_evaluate(
+            cfg, tasks, learner, run_dir, start, loggers
+        )
+    except BaseException:
+        if wandb_logger:  # mark the W&B run failed rather than leave it open
+            wandb_logger.experiment.finish(exit_code=1)
+        raise
+    finish(wandb_logger, summary)
     return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, seconds=seconds,
-                     val_mae=None if best is None else float(best))  # fmt: skip
+                     val_mae=summary.get("val/mae"), summary=summary)  # fmt: skip

@@ -10,6 +10,7 @@ from metarec.config.schema import (
     RunConfig,
     SyntheticConfig,
     TaskConfig,
+    TrackingConfig,
     TrainerConfig,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "RunConfig",
     "SyntheticConfig",
     "TaskConfig",
+    "TrackingConfig",
     "TrainerConfig",
     "load_config",
     "to_yaml",

@@ -155,6 +155,24 @@ class TrainerConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Weights & Biases logging beside metarec's own CSV/JSON files (which are always written)."""
+
+    wandb: bool = setting(False, "log the run to Weights & Biases (Lightning's WandbLogger)")
+    project: str = setting("metarec", "W&B project")
+    entity: str | None = setting(None, "W&B team or user; default: the account's default")
+    group: str | None = setting(None, "W&B run group, e.g. one per sweep or experiment")
+    tags: list[str] = setting([], "W&B run tags")
+    mode: str = setting(
+        "online",
+        "online: sync as it runs (offline, said once, without an API key); offline: write "
+        "files to sync later with `wandb sync`; disabled: no W&B at all",
+        choices=("online", "offline", "disabled"),
+    )
+    dir: str = setting(".", "folder, relative to the run folder, where W&B writes wandb/")
+
+
+@dataclass
 class RunConfig:
     """One run: data, model, learner, trainer, seed and where results go."""
 
@@ -169,3 +187,4 @@ class RunConfig:
     # Typed by the chosen learner's own Settings dataclass when the config is loaded.
     learner: Any = field(default_factory=lambda: {"name": "maml"})
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
