@@ -1,5 +1,6 @@
-"""Command line: ``metarec train CONFIG [key=value ...]``, ``metarec reproduce DATASET``,
-``metarec results FOLDER``, ``metarec learners`` and ``metarec data ...``."""
+"""Command line: ``metarec train CONFIG [key=value ...]``, ``metarec sweep SWEEP.yaml``,
+``metarec reproduce DATASET``, ``metarec results FOLDER``, ``metarec learners`` and
+``metarec data ...``."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from metarec.learners.base import TrainingDiverged
 def _train(args: argparse.Namespace) -> int:
     from metarec.config import load_config
     from metarec.report import print_table
+    from metarec.sweep import split_config
     from metarec.train import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(*split_config(args.config, args.overrides))
     # Lightning's info lines (hardware, tips) and an internal deprecation are noise here.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -28,6 +30,23 @@ def _train(args: argparse.Namespace) -> int:
     print_table(cfg, result.metrics, result.baseline)
     print(f"Run folder: {result.run_dir} ({result.seconds:.1f} s)")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from metarec.sweep import load_sweep, markdown_summary, run_local, run_wandb
+    from metarec.tracking import resolve_mode
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    sweep = load_sweep(args.sweep, args.set)  # every check, before any trial
+    if not args.local and resolve_mode("online") == "online":
+        print(f"W&B sweep {run_wandb(sweep, args.count)} finished")
+        return 0
+    trials, out = run_local(sweep, args.count, args.out)
+    print(markdown_summary(sweep, trials), end="")
+    print(f"Sweep folder: {out}")
+    return 0 if any(trial.value is not None for trial in trials) else 1
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -116,9 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="experiment YAML, e.g. experiments/synthetic/maml.yaml")
     train.add_argument(
-        "overrides", nargs="*", help="key=value settings, e.g. learner.inner_steps=3"
+        "overrides",
+        nargs="*",
+        help="key=value settings, e.g. learner.inner_steps=3; config=PATH replaces the file",
     )
     train.set_defaults(func=_train)
+    sweep = commands.add_parser(
+        "sweep", help="a W&B sweep file: on W&B (wandb agent), or locally with --local"
+    )
+    sweep.add_argument("sweep", help="W&B sweep YAML, e.g. experiments/sweeps/maml_inner.yaml")
+    sweep.add_argument("--count", type=int, help="trials to run (default: a grid's every point)")
+    sweep.add_argument(
+        "--local", action="store_true", help="run here with the sweeps engine (default offline)"
+    )
+    sweep.add_argument("--set", action="append", default=[], help="key=value for every trial")
+    sweep.add_argument("--out", type=Path, help="local sweep folder (default runs/sweeps/...)")
+    sweep.set_defaults(func=_sweep)
     rep = commands.add_parser(
         "reproduce", help="every experiment of a dataset x item text x seeds: the paper's table"
     )
