@@ -33,14 +33,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from metarec.sweep import load_sweep, markdown_summary, run_local, run_wandb
-    from metarec.tracking import resolve_mode
+    from metarec.sweep import load_sweep, markdown_summary, run_local, run_wandb, wandb_available
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     sweep = load_sweep(args.sweep, args.set)  # every check, before any trial
-    if not args.local and resolve_mode("online") == "online":
+    if not args.local and wandb_available():
         print(f"W&B sweep {run_wandb(sweep, args.count)} finished")
         return 0
     trials, out = run_local(sweep, args.count, args.out)

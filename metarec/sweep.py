@@ -21,11 +21,16 @@ import io
 import json
 import logging
 import math
+import random
+import shutil
+import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -249,6 +254,28 @@ def _run_trial(sweep: Sweep, name: str, params: dict, out: Path) -> Trial:
     return Trial(name, params, None if math.isnan(value) else value, str(result.run_dir))
 
 
+class EngineRandom:
+    """The engine's own random state. ``sweeps`` draws from the global ``random`` and numpy
+    generators, which every trial reseeds (Lightning's ``seed_everything``): without a state of
+    its own the engine would propose the same random points again after each trial."""
+
+    def __init__(self, seed: int = 0):
+        self.python = random.Random(seed).getstate()
+        self.numpy = np.random.RandomState(seed).get_state()
+
+    @contextmanager
+    def active(self):
+        saved = random.getstate(), np.random.get_state()
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        try:
+            yield
+        finally:
+            self.python, self.numpy = random.getstate(), np.random.get_state()
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+
+
 def ranked(trials: list[Trial], goal: str) -> list[Trial]:
     """Trials best first by their metric; failed ones (no metric) last."""
     sign = 1.0 if goal == "minimize" else -1.0
@@ -276,9 +303,10 @@ def run_local(
     out = Path(out) if out else Path("runs") / "sweeps" / f"{sweep.name}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.spec, sort_keys=False))
-    runs, trials = [], []
+    runs, trials, engine = [], [], EngineRandom()
     while count is None or len(trials) < count:
-        suggestion = sweeps.next_run(sweep.spec, runs, validate=True)
+        with engine.active():
+            suggestion = sweeps.next_run(sweep.spec, runs, validate=True)
         if suggestion is None:  # a grid with every point run
             break
         name = f"trial-{len(trials):03d}"
@@ -332,17 +360,28 @@ def write_summary(sweep: Sweep, trials: list[Trial], out: Path) -> None:
 
 
 # -- sweeps on W&B ----------------------------------------------------------------------------
+def wandb_available() -> bool:
+    """Whether a sweep can run on W&B: wandb installed, a key, and the host reachable."""
+    from metarec.tracking import resolve_mode
+
+    return _wandb_installed() and resolve_mode("online") == "online"
+
+
 def run_wandb(sweep: Sweep, count: int | None = None) -> str:
     """Register the sweep on W&B and run an agent here; returns the sweep id.
 
-    ``--set`` overrides are written into the command, before ``${args_no_hyphens}``.
+    ``--set`` overrides are written into the command, before ``${args_no_hyphens}``; the
+    agent starts each trial as that command, in this folder.
     """
     import wandb
 
     spec = dict(sweep.spec)
     command = list(spec["command"])
     at = command.index(ARGS)
-    spec["command"] = [*command[:at], *sweep.extra, *command[at:]]
+    command = [*command[:at], *sweep.extra, *command[at:]]
+    if command[0] == "metarec" and shutil.which("metarec") is None:  # a venv not activated
+        command = [sys.executable, "-m", "metarec.cli", *command[1:]]
+    spec["command"] = command
     defaults = load_config(sweep.config, [*sweep.fixed, *sweep.extra]).tracking
     project = spec.get("project") or defaults.project
     entity = spec.get("entity") or defaults.entity

@@ -141,3 +141,23 @@ def test_config_override_replaces_the_experiment_file():
     assert split_config("a.yaml", ["x=1"]) == ("a.yaml", ["x=1"])
     with pytest.raises(SweepError.__mro__[1], match="more than one"):
         split_config("a.yaml", ["config=b.yaml", "config=c.yaml"])
+
+
+def test_trials_reseeding_the_global_generators_do_not_repeat_proposals(tmp_path, monkeypatch):
+    """Every trial reseeds random and numpy (seed_everything); the engine keeps its own state."""
+    pytest.importorskip("sweeps")
+    import random
+
+    import numpy as np
+
+    def reseeding_trial(sweep, name, params, out):
+        random.seed(0)
+        np.random.seed(0)
+        return Trial(name, params, float(params["learner.inner_lr"]), None)
+
+    monkeypatch.setattr(sweep_module, "_run_trial", reseeding_trial)
+    lr = {"distribution": "log_uniform_values", "min": 0.001, "max": 0.5}
+    path = write_sweep(tmp_path, method="random", parameters={"learner.inner_lr": lr})
+    trials, _ = run_local(load_sweep(path), count=4, out=tmp_path / "out")
+    assert len({t.value for t in trials}) == 4
+    assert random.random() == random.Random(0).random()  # the caller's state is left as it was
