@@ -317,7 +317,8 @@ def run_local(
         runs.append(sweeps.SweepRun(name=name, config=suggestion.config, summary_metrics=metrics,
                                     history=[metrics] if metrics else [],
                                     state=trial.state))  # fmt: skip
-        log.info("%s %s: %s = %s", name, params, sweep.metric, trial.value)
+        shown = ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
+        log.info("%s %s: %s = %s", name, shown, sweep.metric, trial.value)
     trials = ranked(trials, sweep.goal)
     write_summary(sweep, trials, out)
     return trials, out
@@ -331,13 +332,23 @@ def summary_rows(sweep: Sweep, trials: list[Trial]) -> list[dict]:
             for t in trials]  # fmt: skip
 
 
+def _cell(value, digits: bool) -> str:
+    """A metric with 4 decimals; a float parameter with 4 significant digits."""
+    if digits and isinstance(value, float):
+        return f"{value:.4f}"
+    try:
+        return f"{float(value):.4g}" if "." in str(value) else str(value)
+    except ValueError:
+        return str(value)
+
+
 def markdown_summary(sweep: Sweep, trials: list[Trial]) -> str:
     """The ranked trials as a Markdown table."""
     rows = summary_rows(sweep, trials)
     columns = [c for c in rows[0] if c != "run_dir"] if rows else ["trial", sweep.metric]
     lines = [f"| {' | '.join(columns)} |", f"|{'|'.join('---' for _ in columns)}|"]
     for row in rows:
-        cells = [f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        cells = [_cell(row[c], digits=c == sweep.metric) for c in columns]
         lines.append(f"| {' | '.join(cells)} |")
     goal = "lower" if sweep.goal == "minimize" else "higher"
     return f"Sweep {sweep.name} ({sweep.spec['method']}): {sweep.metric}, {goal} is better\n\n" + (
