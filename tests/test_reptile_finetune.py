@@ -101,7 +101,8 @@ def test_zero_steps_predict_like_global(small_tasks, name):
     pooled = _learner(small_tasks, "global").eval()
     batch = small_tasks.test["new_user"][torch.arange(6)]
     tuned = _tuned_like(pooled, name, "learner.steps=0")
-    torch.testing.assert_close(_predict(tuned, batch), _predict(pooled, batch), atol=0, rtol=0)
+    # The same weights; per-task (vmapped) and pooled products may round differently.
+    torch.testing.assert_close(_predict(tuned, batch), _predict(pooled, batch), atol=1e-6, rtol=0)
 
 
 def test_finetune_lowers_every_support_loss(small_tasks):

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from metarec.config.schema import ModelConfig
 from metarec.data.schema import RecDataset
@@ -52,8 +53,17 @@ class MeLUNet(nn.Module):
         return {"user_features": user.reshape(len(user), -1), "item_features": item}
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings for (user row, item row) pairs of any broadcastable shape."""
-        user, item = torch.broadcast_tensors(user, item)
-        features = torch.cat([self.user_features(user), self.item_features(item)], dim=-1)
-        out = self.decision(features).squeeze(-1)
+        """Predicted ratings for (user row, item row) pairs of any broadcastable shape.
+
+        The first layer applied to ``cat([user features, item features])`` is computed as
+        its user part plus its item part, each on its own rows: a task's one user is
+        embedded and multiplied once, not once per item it rated.
+        """
+        shape = torch.broadcast_shapes(user.shape, item.shape)
+        first, rest = self.decision[0], self.decision[1:]
+        split = self.user_features.out_dim
+        user_part = F.linear(self.user_features(user), first.weight[:, :split], first.bias)
+        item_part = F.linear(self.item_features(item), first.weight[:, split:])
+        user_part = user_part.reshape((1,) * (len(shape) - user.dim()) + user_part.shape)
+        out = rest(user_part + item_part).squeeze(-1)
         return torch.sigmoid(out) if self.binary else out

@@ -7,6 +7,7 @@ adapting. Evaluation adapts on the support set, so it runs with gradients enable
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -47,6 +48,37 @@ def support_of(batch: Batch) -> Batch:
     }
 
 
+def length_groups(lengths: torch.Tensor, overhead: float) -> list[torch.Tensor]:
+    """Tasks grouped by support length so that padding each group to its own longest set
+    costs least: sorted lengths cut into runs minimising the padded ratings of all groups
+    plus ``overhead`` ratings' worth per group (the fixed cost of one more vmapped pass).
+    Cuts fall between distinct lengths, so this is quadratic in those, not in tasks."""
+    values, counts = torch.unique(lengths, return_counts=True)  # sorted
+    values, ends = values.tolist(), counts.cumsum(0).tolist()
+    starts = [0, *ends[:-1]]
+    best, cut = [0.0] + [math.inf] * len(values), [0] * (len(values) + 1)
+    for j in range(1, len(values) + 1):  # best[j]: cost of the tasks of the j shortest lengths
+        for i in range(j):  # lengths i..j-1 form the last group, padded to values[j - 1]
+            cost = best[i] + (ends[j - 1] - starts[i]) * values[j - 1] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    order = torch.argsort(lengths, stable=True)
+    groups, j = [], len(values)
+    while j > 0:
+        groups.append(order[starts[cut[j]] : ends[j - 1]])
+        j = cut[j]
+    return groups[::-1]
+
+
+def take_tasks(batch: Batch, index: torch.Tensor) -> Batch:
+    """Tasks ``index`` of a batch, support sets cut to the longest among them."""
+    width = max(int(batch["support_mask"][index].sum(1).max()), 1)
+    return {
+        key: value[index, :width] if key.startswith("support_") else value[index]
+        for key, value in batch.items()
+    }
+
+
 def query_of(batch: Batch) -> Batch:
     """The query half of a task batch, without its ratings."""
     return {"user": batch["user"], "item": batch["query_item"], "mask": batch["query_mask"]}
@@ -67,6 +99,9 @@ class MetaLearner(L.LightningModule):
     Settings = LearnerConfig
     units: tuple[str, ...] = ("user", "item")
     reads_item_text = True  # False for ID-only models, which have no item features to join
+    # Cost of one more adaptation pass, in padded support ratings (see ``length_groups``;
+    # measured on MeLU's network, 2 CPU threads); 0 adapts the whole batch at once.
+    group_overhead = 600.0
 
     @classmethod
     def build_network(
@@ -106,7 +141,19 @@ class MetaLearner(L.LightningModule):
 
     # -- shared machinery ---------------------------------------------------------------------
     def forward(self, batch: Batch) -> torch.Tensor:
-        pred = self.predict(self.adapt(support_of(batch)), query_of(batch))
+        """Query predictions of every task of ``batch``. Tasks are adapted in groups of similar
+        support length, each padded only to its own longest (padding is masked, so the
+        predictions are those of the whole padded batch, at a fraction of its cost)."""
+        lengths = batch["support_mask"].sum(1)
+        groups = length_groups(lengths, self.group_overhead) if self.group_overhead else []
+        if len(groups) <= 1:
+            pred = self.predict(self.adapt(support_of(batch)), query_of(batch))
+        else:
+            parts = []
+            for index in groups:
+                tasks = take_tasks(batch, index)
+                parts.append(self.predict(self.adapt(support_of(tasks)), query_of(tasks)))
+            pred = torch.cat(parts)[torch.argsort(torch.cat(groups))]
         return pred.clamp(0.0, 1.0) if self.binary else pred  # a probability for likes
 
     @property
