@@ -112,7 +112,10 @@ def _init_worker() -> None:
 
     import torch
 
+    from metarec import train
+
     torch.set_num_threads(1)  # the workers share the cores; one thread each
+    train.TASK_CACHE = {}  # a worker trains many runs on the same tasks: prepare them once
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import OmegaConf
 
 from metarec.config import ConfigError, ModelConfig, RunConfig, TaskConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
@@ -72,11 +73,27 @@ def make_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
+# Prepared tasks by the settings they depend on, for a process that trains many runs on the
+# same data (``metarec reproduce``'s workers set it to a dict); None: always prepare anew.
+# Safe because preparing tasks draws from seeded generators only, never the global ones.
+TASK_CACHE: dict[str, ColdStartTasks] | None = None
+TASK_CACHE_SIZE = 2
+
+
 def prepare_tasks(cfg: RunConfig) -> ColdStartTasks:
     """The run's dataset (with item text embeddings when ``item.text`` asks) and its tasks."""
+    parts = (cfg.data, cfg.item, cfg.encoder, cfg.task)
+    key = "\n".join(OmegaConf.to_yaml(OmegaConf.structured(part)) for part in parts)
+    if TASK_CACHE is not None and key in TASK_CACHE:
+        return TASK_CACHE[key]
     dataset = load_dataset(cfg.data)
     dataset = attach_item_text(dataset, cfg.item, cfg.encoder, progress=cfg.trainer.progress_bar)
-    return ColdStartTasks(dataset, cfg.data, cfg.task)
+    tasks = ColdStartTasks(dataset, cfg.data, cfg.task)
+    if TASK_CACHE is not None:
+        while len(TASK_CACHE) >= TASK_CACHE_SIZE:
+            TASK_CACHE.pop(next(iter(TASK_CACHE)))  # the oldest
+        TASK_CACHE[key] = tasks
+    return tasks
 
 
 def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:

@@ -131,3 +131,24 @@ def test_results_command_refills_the_readme_block(experiments, tmp_path, capsys)
     readme.write_text("# no markers\n")
     assert main(["results", str(out), "--readme", str(readme)]) == 2
     assert "has no block" in capsys.readouterr().err
+
+
+def test_cached_tasks_give_the_same_numbers_as_fresh_ones(tmp_path, monkeypatch):
+    """A worker prepares each run's tasks once (``train.TASK_CACHE``); reusing them after
+    other runs must change no number."""
+    from metarec.config import load_config
+
+    def run(name, text="none", seed=0):
+        overrides = [*FAST, f"learner.name={name}", f"item.text={text}", f"seed={seed}",
+                     f"output_dir={tmp_path}"]  # fmt: skip
+        return metarec.train.train(load_config(None, overrides)).metrics
+
+    fresh = run("maml", seed=1)
+    monkeypatch.setattr(metarec.train, "TASK_CACHE", {})
+    run("maml", seed=0)
+    run("ridge", text="join")  # fills the cache's second entry
+    cached = run("maml", seed=1)
+    assert len(metarec.train.TASK_CACHE) == 2
+    assert cached == fresh
+    run("ridge", text="replace")  # a third variant evicts the oldest
+    assert len(metarec.train.TASK_CACHE) == 2
