@@ -29,10 +29,49 @@ class SyntheticConfig:
 
 
 @dataclass
+class CsvConfig:
+    """A researcher's own ratings table (``data.name: csv``), optional item and user tables,
+    and how the split maker turns them into the four states (see ``metarec/data/generic.py``)."""
+
+    ratings: str = setting(
+        "ratings.csv",
+        "ratings file (relative to data.root): a header, then user, item, rating "
+        "[, timestamp]; .tsv (or .tsv.gz) is tab-separated, anything else by data.csv.sep",
+    )
+    items: str | None = setting(
+        None, "item table (relative to data.root): the item id column, then features and text"
+    )
+    users: str | None = setting(
+        None, "user table (relative to data.root): the user id column, then features"
+    )
+    sep: str | None = setting(None, "field separator; default: tab for .tsv, else ','")
+    user_column: str = setting("user", "column of the user id (ratings and user table)")
+    item_column: str = setting("item", "column of the item id (ratings and item table)")
+    rating_column: str = setting("rating", "column of the rating")
+    time_column: str = setting("timestamp", "column of the timestamp (a number); optional")
+    rating_min: float = setting(1.0, "lowest rating of the declared scale")
+    rating_max: float = setting(5.0, "highest rating of the declared scale")
+    text_columns: list[str] = setting([], "item table columns joined into the item's text")
+    list_sep: str = setting("|", "separator of a multi-valued feature cell, e.g. 'Comedy|Drama'")
+    new_user_fraction: float = setting(0.2, "share of users drawn (seeded by data.seed) as new")
+    new_items: str = setting(
+        "time",
+        "time: items first rated last are new (needs the timestamp column); id: the highest "
+        "ids (numeric order when every id is a number) are new",
+        choices=("time", "id"),
+    )
+    new_item_fraction: float = setting(0.2, "share of items that are new")
+
+
+@dataclass
 class DataConfig:
     """Which dataset, where it lives, and how users become tasks (MeLU's protocol)."""
 
-    name: str = setting("synthetic", "dataset", choices=("synthetic", "melu-ml1m"))
+    name: str = setting(
+        "synthetic",
+        "dataset; csv: your own files (data.csv)",
+        choices=("synthetic", "melu-ml1m", "csv"),
+    )
     root: str | None = setting(
         None, "data folder; default $METAREC_DATA_DIR/<name>, else the user cache folder"
     )
@@ -45,6 +84,7 @@ class DataConfig:
         0.1, "share of warm users held out as the warm test scenario (never meta-trained on)"
     )
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    csv: CsvConfig = field(default_factory=CsvConfig)
 
 
 @dataclass
@@ -179,6 +219,11 @@ class RunConfig:
     name: str = setting("run", "run name; the run folder is <output_dir>/<name>-<timestamp>")
     seed: int = setting(0, "seed of initialisation and task order")
     output_dir: str = setting("runs", "parent folder of run folders")
+    resume: str | None = setting(
+        None,
+        "continue an interrupted run: true (or last) resumes the newest <output_dir>/<name>-* "
+        "folder holding checkpoints/last.ckpt; or a checkpoint file or run folder",
+    )
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     item: ItemConfig = field(default_factory=ItemConfig)

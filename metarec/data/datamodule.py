@@ -46,6 +46,10 @@ def load_dataset(cfg: DataConfig) -> RecDataset:
         from metarec.data.melu import load_melu
 
         return load_melu(data_root(cfg))
+    if cfg.name == "csv":
+        from metarec.data.generic import load_csv
+
+        return load_csv(data_root(cfg), cfg.csv, seed=cfg.seed)
     raise ValueError(f"data.name: unknown dataset '{cfg.name}'")
 
 

@@ -82,7 +82,12 @@ def build_tasks(
         user for user in dataset.states[state] if min_ratings <= len(user.items) <= upper
     ]
     if not kept:
-        raise DataError(f"{dataset.name}/{state}: no task has {min_ratings}..{upper} ratings")
+        counts = sorted(len(user.items) for user in dataset.states[state])
+        seen = f"they have {counts[0]}..{counts[-1]}" if counts else "the state is empty"
+        raise DataError(
+            f"{dataset.name}/{state}: no task has {min_ratings}..{upper} ratings ({seen}); "
+            "lower data.min_ratings / data.query_size or bring more ratings"
+        )
     end = None if support_size is None else query_size + support_size
     item_row = dataset.items.row_of
     support_items, support_ratings, query_items, query_ratings = [], [], [], []
