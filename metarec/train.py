@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +18,7 @@ from metarec.data.itemtext import attach_item_text
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.report import markdown_table
+from metarec.resume import RandomState, resume_target, write_versions
 from metarec.tracking import finish, make_wandb_logger
 
 
@@ -47,6 +48,12 @@ class BestValidation(Callback):
         if "val/mae" in current and ("val/mae" not in self.best
                                      or current["val/mae"] < self.best["val/mae"]):  # fmt: skip
             self.best = current
+
+    def state_dict(self) -> dict[str, float]:
+        return dict(self.best)  # saved in checkpoints, so a resumed run reports the same epoch
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.best = dict(state)
 
 
 def summary_metrics(
@@ -176,16 +183,20 @@ def _fit_and_evaluate(
     run_dir: Path,
     start: float,
     loggers: tuple[Logger, ...],
+    resume_from: Path | None = None,
 ) -> tuple[dict, dict, dict, float]:
     """Fit (keeping the epoch best on ``val/mae``), evaluate, write the run's result files."""
+    # last.ckpt after every epoch: what `resume` continues from (see metarec/resume.py).
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
+                                 monitor="val/mae", mode="min", save_top_k=1,
+                                 save_last=True)  # fmt: skip
     best_val = BestValidation()
     datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
                                      cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
     if learner.trainable:  # a no-learning baseline has nothing to fit
-        trainer = make_trainer(cfg, run_dir, callbacks=[checkpoint, best_val], loggers=loggers)
-        trainer.fit(learner, datamodule=datamodule)
+        callbacks = [checkpoint, best_val, RandomState()]
+        trainer = make_trainer(cfg, run_dir, callbacks=callbacks, loggers=loggers)
+        trainer.fit(learner, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         learner.load_state_dict(state["state_dict"])
@@ -207,13 +218,16 @@ def train(cfg: RunConfig) -> RunResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tasks = prepare_tasks(cfg)
     learner = build_learner(cfg, tasks)
-    run_dir = make_run_dir(cfg)
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    resume_from, run_dir = resume_target(cfg, learner)
+    run_dir = run_dir or make_run_dir(cfg)
+    # Saved without `resume`, so that training from config.yaml again starts afresh.
+    atomic_write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
+    write_versions(cfg, run_dir, resume_from)
     wandb_logger = make_wandb_logger(cfg, run_dir)
     loggers = (wandb_logger,) if wandb_logger else ()
     try:
         summary, metrics, baseline, seconds = _fit_and_evaluate(
-            cfg, tasks, learner, run_dir, start, loggers
+            cfg, tasks, learner, run_dir, start, loggers, resume_from=resume_from
         )
     except BaseException:
         if wandb_logger:  # mark the W&B run failed rather than leave it open
