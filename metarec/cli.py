@@ -17,6 +17,8 @@ from metarec.learners.base import TrainingDiverged
 
 
 def _train(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from metarec.config import load_config
     from metarec.report import print_table
     from metarec.sweep import split_config
@@ -27,8 +29,9 @@ def _train(args: argparse.Namespace) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     result = train(cfg)
-    print_table(cfg, result.metrics, result.baseline)
-    print(f"Run folder: {result.run_dir} ({result.seconds:.1f} s)")
+    if rank_zero_only.rank == 0:  # the other processes of a multi-device run stay quiet
+        print_table(cfg, result.metrics, result.baseline)
+        print(f"Run folder: {result.run_dir} ({result.seconds:.1f} s)")
     return 0
 
 

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from metarec.config import ConfigError, ModelConfig, RunConfig, TaskConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
 from metarec.data.itemtext import attach_item_text
+from metarec.distributed import lightning_strategy
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.report import markdown_table
@@ -70,14 +71,22 @@ def summary_metrics(
     return summary
 
 
-def make_run_dir(cfg: RunConfig) -> Path:
-    """A new folder ``<output_dir>/<name>-<timestamp>`` (suffixed if it already exists)."""
+def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
+    """A new folder ``<output_dir>/<name>-<timestamp>`` (suffixed if it already exists);
+    ``create=False`` only names it (a process other than rank 0, which writes no files)."""
     base = Path(cfg.output_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir, suffix = base, 1
     while run_dir.exists():
         run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
-    run_dir.mkdir(parents=True)
+    if create:
+        run_dir.mkdir(parents=True)
     return run_dir
+
+
+def launch_rank(cfg: RunConfig) -> int:
+    """This process's global rank in the configured launch, 0 when it runs alone, as
+    Lightning reads it (its own DDP launcher's, torchrun's or SLURM's variables)."""
+    return make_trainer(cfg, run_dir=None).global_rank
 
 
 # Prepared tasks by the settings they depend on, for a process that trains many runs on the
@@ -128,6 +137,11 @@ def make_trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=lightning_strategy(cfg.trainer.strategy),
+        # The datamodule shards tasks itself (the same meta-batches as one device; evaluation
+        # without the repeated tasks a DistributedSampler pads with).
+        use_distributed_sampler=False,
         precision=cfg.trainer.precision,
         limit_train_batches=cfg.trainer.limit_train_batches,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
@@ -183,9 +197,11 @@ def _fit_and_evaluate(
     run_dir: Path,
     start: float,
     loggers: tuple[Logger, ...],
+    writer: bool = True,
     resume_from: Path | None = None,
 ) -> tuple[dict, dict, dict, float]:
-    """Fit (keeping the epoch best on ``val/mae``), evaluate, write the run's result files."""
+    """Fit (keeping the epoch best on ``val/mae``), evaluate, and, in the ``writer`` process,
+    compute the baseline and write the run's result files."""
     # last.ckpt after every epoch: what `resume` continues from (see metarec/resume.py).
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor="val/mae", mode="min", save_top_k=1,
@@ -202,9 +218,11 @@ def _fit_and_evaluate(
         learner.load_state_dict(state["state_dict"])
     val = best_val.best if learner.trainable else validate(learner, tasks, cfg)
     metrics = evaluate(learner, tasks, cfg)
-    baseline = bias_baseline(tasks, cfg.task)
     seconds = time.perf_counter() - start
     summary = summary_metrics(val, metrics, seconds)
+    if not writer:  # every process has the metrics; rank 0 alone writes the run folder
+        return summary, metrics, {}, seconds
+    baseline = bias_baseline(tasks, cfg.task)
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_json(run_dir / "baseline_metrics.json", baseline)
@@ -218,16 +236,21 @@ def train(cfg: RunConfig) -> RunResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tasks = prepare_tasks(cfg)
     learner = build_learner(cfg, tasks)
+    # Under several processes each runs this whole function; rank 0 alone makes the run
+    # folder and writes to it (the others learn its checkpoint folder from Lightning).
+    writer = launch_rank(cfg) == 0
     resume_from, run_dir = resume_target(cfg, learner)
-    run_dir = run_dir or make_run_dir(cfg)
-    # Saved without `resume`, so that training from config.yaml again starts afresh.
-    atomic_write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
-    write_versions(cfg, run_dir, resume_from)
-    wandb_logger = make_wandb_logger(cfg, run_dir)
+    run_dir = run_dir or make_run_dir(cfg, create=writer)
+    wandb_logger = None
+    if writer:
+        # Saved without `resume`, so that training from config.yaml again starts afresh.
+        atomic_write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
+        write_versions(cfg, run_dir, resume_from)
+        wandb_logger = make_wandb_logger(cfg, run_dir)
     loggers = (wandb_logger,) if wandb_logger else ()
     try:
         summary, metrics, baseline, seconds = _fit_and_evaluate(
-            cfg, tasks, learner, run_dir, start, loggers, resume_from=resume_from
+            cfg, tasks, learner, run_dir, start, loggers, writer, resume_from=resume_from
         )
     except BaseException:
         if wandb_logger:  # mark the W&B run failed rather than leave it open

@@ -52,6 +52,10 @@ class PooledNetwork(MetaLearner):
         # One flat "task" of every rating, so that each rating (not each task) weighs the same.
         return self.loss(pred.flatten(), task["rating"].flatten(), task["mask"].flatten())
 
+    def loss_count(self, batch: Batch) -> torch.Tensor:
+        """Ratings, not tasks: the loss is a mean over every rating of the meta-batch."""
+        return whole_task(batch)["mask"].sum()
+
     def tuning_weights(self) -> tuple[nn.Module, Params, Params, Params] | None:
         """(network, tuned weights, frozen weights, buffers) to fine-tune per task, or None."""
         return None

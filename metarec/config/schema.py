@@ -186,8 +186,16 @@ class TrainerConfig:
     accelerator: str = setting(
         "cpu", "Lightning accelerator", choices=("cpu", "gpu", "cuda", "mps", "auto")
     )
-    devices: int = setting(1, "devices per node")
-    precision: str = setting("32-true", "Lightning precision")
+    devices: int = setting(
+        1, "devices (processes) per node; learner.meta_batch_size is shared among all of them"
+    )
+    num_nodes: int = setting(1, "machines; each runs trainer.devices processes")
+    strategy: str = setting(
+        "auto",
+        "Lightning strategy: auto (ddp for several devices) | ddp | ddp_spawn | fsdp (shards a "
+        "large tuned text encoder) | any name Lightning's StrategyRegistry knows",
+    )
+    precision: str = setting("32-true", "Lightning precision: 32-true | bf16-mixed | 64-true ...")
     limit_train_batches: float = setting(1.0, "fraction (or count) of meta-batches per epoch")
     progress_bar: bool = setting(True, "show progress bars")
     log_every_n_steps: int = setting(10, "meta-steps between training-loss log rows")

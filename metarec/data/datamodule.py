@@ -15,6 +15,7 @@ from metarec.config.schema import DataConfig, TaskConfig
 from metarec.data.schema import STATES, DataError, RecDataset
 from metarec.data.synthetic import make_synthetic
 from metarec.data.tasks import TaskSet, build_tasks, split_users
+from metarec.distributed import MetaBatchSampler, shard
 
 # Evaluation scenario -> the MeLU state it is drawn from.
 SCENARIOS = {
@@ -122,7 +123,12 @@ def _as_likes(dataset: RecDataset, threshold: float) -> RecDataset:
 
 
 class ColdStartDataModule(L.LightningDataModule):
-    """Meta-batches of training tasks; validation tasks; one test loader per scenario."""
+    """Meta-batches of training tasks; validation tasks; one test loader per scenario.
+
+    Under several processes (``trainer.devices`` x ``trainer.num_nodes``) each rank loads its
+    share: of every meta-batch (``meta_batch_size`` is the global one), and of every
+    evaluation task set, without repeats (``metarec.distributed``).
+    """
 
     def __init__(
         self, tasks: ColdStartTasks, meta_batch_size: int, eval_batch_size: int, seed: int
@@ -133,16 +139,33 @@ class ColdStartDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
 
+    def _ranks(self) -> tuple[int, int]:
+        """(this process's global rank, number of processes); (0, 1) without a Trainer."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.tasks.train, batch_size=self.meta_batch_size, shuffle=True,
-                          generator=generator)  # fmt: skip
+        sampler = MetaBatchSampler(len(self.tasks.train), self.meta_batch_size, generator,
+                                   *self._ranks())  # fmt: skip
+        # The loader draws its base seed from the generator too, as the shuffled loader before
+        # this sampler did: one device keeps the very meta-batches it had.
+        return DataLoader(self.tasks.train, batch_sampler=sampler, generator=generator)
 
-    def _eval_loader(self, tasks: TaskSet) -> DataLoader:
+    def _eval_loader(self, tasks: TaskSet, name: str) -> DataLoader:
+        rank, world_size = self._ranks()
+        if len(tasks) < world_size:
+            raise DataError(
+                f"{name}: {len(tasks)} tasks cannot give each of {world_size} processes one; "
+                "use fewer devices"
+            )
+        part = shard(len(tasks), rank, world_size)
+        tasks = tasks if world_size == 1 else tasks.subset(part)
         return DataLoader(tasks, batch_size=self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.tasks.val)
+        return self._eval_loader(self.tasks.val, "validation")
 
     @property
     def scenarios(self) -> list[str]:
@@ -150,4 +173,4 @@ class ColdStartDataModule(L.LightningDataModule):
         return list(self.tasks.test)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._eval_loader(self.tasks.test[scenario]) for scenario in self.scenarios]
+        return [self._eval_loader(self.tasks.test[s], f"test/{s}") for s in self.scenarios]

@@ -16,6 +16,7 @@ from torch import nn
 
 from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig
 from metarec.data.datamodule import ColdStartTasks
+from metarec.distributed import gather_rows, share_of_meta_batch
 from metarec.encoders.network import MeLUNet
 from metarec.learners.functional import task_loss
 from metarec.metrics import binary_task_metrics, summarize, task_metrics
@@ -167,6 +168,11 @@ class MetaLearner(L.LightningModule):
         """
         return self.loss(self(batch), batch["query_rating"], batch["query_mask"]).mean()
 
+    def loss_count(self, batch: Batch) -> int | torch.Tensor:
+        """How many units ``training_loss`` averages over (tasks); under several processes
+        each rank's loss weighs by it, so the meta-gradient is the one-device one."""
+        return len(batch["user"])
+
     def _rates(self) -> str:
         return ", ".join(f"learner.{k}={v}" for k, v in vars(self.cfg).items() if "lr" in k)
 
@@ -181,9 +187,11 @@ class MetaLearner(L.LightningModule):
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self.training_loss(batch)
-        self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
+        loss, meta_batch_loss = share_of_meta_batch(
+            self, self.training_loss(batch), self.loss_count(batch)
+        )
+        self.check_finite(meta_batch_loss)  # the same on every rank: all stop, or none
+        self.log("train/loss", meta_batch_loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 
     def evaluate_all(self, task_sets: dict) -> dict[str, dict[str, float | int]]:
@@ -211,10 +219,14 @@ class MetaLearner(L.LightningModule):
         self._outputs.setdefault(scenario, []).append({k: v.cpu() for k, v in metrics.items()})
 
     def _summaries(self) -> dict[str, dict[str, float | int]]:
+        """Each scenario's summary over all its tasks: under several processes every rank
+        evaluated its own shard, and the per-task rows are gathered (in task order) first."""
         summaries = {}
         for scenario, chunks in self._outputs.items():
-            per_task = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
-            summaries[scenario] = summarize(per_task)
+            keys = list(chunks[0])
+            rows = torch.cat([torch.stack([chunk[key] for key in keys], 1) for chunk in chunks])
+            rows = gather_rows(self, rows.to(torch.float64))
+            summaries[scenario] = summarize(dict(zip(keys, rows.unbind(1), strict=True)))
         self._outputs = {}
         return summaries
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from metarec.config import ConfigError
 from metarec.config.schema import setting
+from metarec.distributed import mean_over_ranks, share_of_meta_batch
 from metarec.learners.base import Batch, query_of, whole_task
 from metarec.learners.functional import Adapted, Params, adapt_tasks
 from metarec.learners.maml import MAML, MAMLSettings
@@ -73,8 +74,9 @@ class Reptile(MAML):
         with torch.no_grad():
             pred = self.predict(solutions, query_of(batch))
             loss = self.loss(pred, batch["query_rating"], batch["query_mask"]).mean()
+            _, loss = share_of_meta_batch(self, loss, len(batch["user"]))  # all ranks' tasks
         self.check_finite(loss)
-        self.outer_step(self.deltas(slow, solutions))
+        self.outer_step(self.deltas(slow, solutions), len(batch["user"]))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 
@@ -93,16 +95,17 @@ class Reptile(MAML):
             deltas[name] = -total / len(local.rows)
         return deltas
 
-    def outer_step(self, deltas: Params) -> None:
+    def outer_step(self, deltas: Params, n_tasks: int) -> None:
         """θ ← θ − ε · (θ − mean φ), as an SGD step of the Lightning-wrapped optimiser.
 
-        ``deltas`` (θ − mean φ per adapted weight) are written as gradients so the step goes
-        through Lightning's optimiser (precision plugin, step counting, checkpointed state).
-        Under DDP these gradients are NOT all-reduced: DDP averages gradients in hooks fired by
-        ``backward``, which Reptile never calls. A multi-device version must average ``deltas``
-        across processes here (e.g. ``torch.distributed.all_reduce`` then divide by the world
-        size) before the step; this method is the one place to do it.
+        ``deltas`` (θ − mean φ per adapted weight, over this rank's ``n_tasks`` tasks) are
+        written as gradients so the step goes through Lightning's optimiser (precision plugin,
+        step counting, checkpointed state). DDP averages gradients in hooks fired by
+        ``backward``, which Reptile never calls, so under several processes the deltas are
+        averaged over every rank's tasks here, in one all-reduce: all ranks take the step one
+        device would take with the whole meta-batch.
         """
+        deltas = mean_over_ranks(self, deltas, n_tasks)
         optimizer = self.optimizers()
         optimizer.zero_grad()
         for name, param in self.net.named_parameters():
