@@ -16,24 +16,33 @@ evaluated:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, RandomSampler, Sampler
 
 from metarec.config import ConfigError
 
+# DDP's switch for the buffer broadcast before every forward (renamed in recent torch).
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
 
 def lightning_strategy(name: str) -> str | L.pytorch.strategies.Strategy:
-    """``trainer.strategy`` as Lightning takes it. The DDP family is built here with
-    ``broadcast_buffers=False``: metarec's buffers are constants (item text embeddings,
-    rating levels) and evaluation shards differ in size, so a buffer broadcast in every
-    forward would pair up forwards that different ranks do not run in step."""
+    """``trainer.strategy`` as Lightning takes it. The DDP family is built here without
+    DDP's buffer broadcast before each forward: metarec's buffers are constants (item text
+    embeddings, rating levels) and evaluation shards differ in size, so that broadcast would
+    pair up forwards that different ranks do not run in step."""
     entry = StrategyRegistry[name] if name in StrategyRegistry else None
     if entry is not None and issubclass(entry["strategy"], DDPStrategy):
-        return entry["strategy"](**entry["init_params"], broadcast_buffers=False)
+        return entry["strategy"](**entry["init_params"], **_NO_FORWARD_BUFFER_SYNC)
     return name
 
 
@@ -99,6 +108,16 @@ def share_of_meta_batch(
     count = torch.as_tensor(count, dtype=loss.dtype, device=loss.device)
     totals = trainer.strategy.reduce(torch.stack([loss.detach() * count, count]), reduce_op="sum")
     return loss * (count * world_size / totals[1]), totals[0] / totals[1]
+
+
+def rank_share(module: L.LightningModule, count: int | torch.Tensor) -> float | torch.Tensor:
+    """This rank's ``count`` over the mean count of all ranks (1.0 on one process): the factor
+    that makes a mean over this rank's units weigh as its share of the meta-batch's units."""
+    trainer = module._trainer
+    if trainer is None or trainer.world_size == 1:
+        return 1.0
+    count = torch.as_tensor(count, dtype=torch.float32, device=module.device)
+    return count * trainer.world_size / trainer.strategy.reduce(count.clone(), reduce_op="sum")
 
 
 def mean_over_ranks(

@@ -19,6 +19,7 @@ from torch import nn
 from metarec.baselines.bias import item_means
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
+from metarec.distributed import rank_share
 from metarec.learners.base import Batch, MetaLearner
 from metarec.registry import LEARNERS
 
@@ -112,4 +113,7 @@ class MF(MetaLearner):
         item_bias, features = self.net(items)
         norms = item_bias**2 + (features[..., 1:] ** 2).sum(-1)
         penalty = (norms * mask).sum() / mask.sum().clamp(min=1)
+        # The loss weighs by this rank's share of tasks (``loss_count``); the penalty is a
+        # mean over ratings, so under several processes it weighs by the share of ratings.
+        penalty = penalty * rank_share(self, mask.sum()) / rank_share(self, len(mask))
         return super().training_loss(batch) + self.cfg.l2 * penalty
