@@ -84,3 +84,16 @@ def make_tiny_bert(folder: Path, words: list[str], seed: int = 0, hidden: int = 
 def tiny_text_model(tmp_path_factory):
     """A tiny random BERT over the synthetic item texts' words (see :func:`make_tiny_bert`)."""
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), TINY_WORDS)
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """No network, no account: W&B writes only under tmp_path; the offline notice is new."""
+    from metarec import tracking
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setattr(tracking, "_said_offline", False)

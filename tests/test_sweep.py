@@ -18,14 +18,7 @@ from .conftest import SMALL
 TINY = [*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 
 
-@pytest.fixture(autouse=True)
-def _wandb_offline(tmp_path, monkeypatch):
-    """No network, no account: W&B writes only under tmp_path."""
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+pytestmark = pytest.mark.usefixtures("wandb_offline")
 
 
 def write_sweep(folder: Path, **changes) -> Path:
