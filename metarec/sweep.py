@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from metarec.config import ConfigError, load_config
+from metarec.config.load import read_yaml_mapping
 from metarec.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -137,14 +138,7 @@ def load_sweep(path: str | Path, extra: list[str] | tuple = ()) -> Sweep:
     (an unknown key, or a value the config schema rejects) before anything runs.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file not found: {path}")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(spec, dict):
-        raise SweepError(f"{path}: expected a mapping at the top level")
+    spec = read_yaml_mapping(path, "sweep", SweepError)
     method = spec.get("method")
     if method not in METHODS:
         raise SweepError(f"{path}: key 'method': '{method}' is not one of {', '.join(METHODS)}")

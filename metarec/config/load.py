@@ -22,16 +22,22 @@ def _describe(err: OmegaConfBaseException, prefix: str = "") -> str:
     return f"key '{prefix}{key}': {reason}" if key else reason
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml_mapping(path: Path, kind: str = "config", error: type = ConfigError) -> dict:
+    """A YAML file whose top level is a mapping; ``error`` (a ``ConfigError``) names the file
+    when it is missing, not YAML, or not a mapping. ``kind`` says what file it should be."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise error(f"{kind} file not found: {path}")
     try:
         content = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise error(f"{path}: not valid YAML: {err}") from err
     if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return OmegaConf.create(content)
+        raise error(f"{path}: expected a mapping at the top level")
+    return content
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    return OmegaConf.create(read_yaml_mapping(path))
 
 
 def _typed_learner(config: DictConfig, source: str) -> DictConfig:
