@@ -130,7 +130,7 @@ def test_empty_support_gives_finite_predictions(name, small_tasks):
 @pytest.mark.parametrize(
     "name, overrides",
     [("protonet", ["trainer.max_epochs=3"]),
-     ("attention", ["trainer.max_epochs=6", "learner.outer_lr=0.003"])],
+     ("attention", ["trainer.max_epochs=8", "learner.outer_lr=0.003"])],
 )  # fmt: skip
 def test_short_meta_training_beats_the_global_mean(name, overrides, small_tasks, tmp_path):
     cfg = load_config(None, [*SMALL, f"learner.name={name}", f"output_dir={tmp_path}", *overrides])

@@ -24,9 +24,16 @@ class FeatureEmbedding(nn.Module):
         self.embeddings = nn.ModuleDict(
             {name: nn.Embedding(size, dim) for name, size in table.vocab_sizes().items()}
         )
+        self.weighted = []  # features averaged over their values (multi-valued or missing)
         for name in self.names:
             values = np.asarray(table.values[name], dtype=np.int64)
             self.register_buffer(f"table_{name}", torch.from_numpy(values), persistent=False)
+            if values.shape[1] > 1 or not (values > 0).all():
+                present = values > 0  # each value weighs 1 / count, padding 0
+                weight = present / np.maximum(present.sum(1, keepdims=True), 1)
+                weight = torch.from_numpy(weight[..., None]).float()  # (rows, width, 1)
+                self.register_buffer(f"weight_{name}", weight, persistent=False)
+                self.weighted.append(name)
         self.out_dim = len(self.names) * dim
         self.text_projection = self.text_model = None
         if table.text is not None:  # frozen embeddings, rebuilt from the cache, not saved
@@ -39,14 +46,25 @@ class FeatureEmbedding(nn.Module):
             self.text_projection = nn.Linear(self.text_model.out_dim, dim)
             self.out_dim += dim
 
+    @property
+    def row_buffers(self) -> list[str]:
+        """The buffers indexed by row, which a learner may cut to a task's rows and then call
+        this module with positions in them; none when a text tower reads the rows' ids."""
+        if self.text_model is not None:
+            return []
+        tables = [f"table_{name}" for name in self.names] + [f"weight_{n}" for n in self.weighted]
+        return tables + (["text"] if self.text_projection else [])
+
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` of any shape -> embeddings of shape ``rows.shape + (out_dim,)``."""
         parts = []
         for name in self.names:
             index = getattr(self, f"table_{name}")[rows]  # (..., width), 0 = padding
-            present = (index > 0).unsqueeze(-1).to(self.embeddings[name].weight.dtype)
-            summed = (self.embeddings[name](index) * present).sum(-2)
-            parts.append(summed / present.sum(-2).clamp(min=1.0))
+            if name in self.weighted:  # the mean of the values' embeddings
+                weight = getattr(self, f"weight_{name}")[rows]
+                parts.append((self.embeddings[name](index) * weight).sum(-2))
+            else:  # exactly one value per row
+                parts.append(self.embeddings[name](index.squeeze(-1)))
         if self.text_model is not None:
             parts.append(self.text_projection(self.text_model(rows)))
         elif self.text_projection is not None:

@@ -47,10 +47,8 @@ class MeLUNet(nn.Module):
         nn.init.constant_(out.bias, rating_mean)  # start at the mean rating, not at 0
         self.decision = nn.Sequential(*layers, out)
 
-    def feature_inputs(self, user: torch.Tensor, item: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The ids each feature embedding looks up for tasks with ``user`` (T,) and ``item``
-        (T, S): lets a learner adapt only the embedding rows a task uses."""
-        return {"user_features": user.reshape(len(user), -1), "item_features": item}
+    # The input each feature embedding reads: lets a learner adapt only a task's rows.
+    FEATURE_INPUTS = {"user_features": "user", "item_features": "item"}
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predicted ratings for (user row, item row) pairs of any broadcastable shape.

@@ -112,12 +112,14 @@ def local_rows(used: torch.Tensor, vocab: int) -> LocalRows:
 
 
 class Local(NamedTuple):
-    """Weights and buffers of a batch of tasks with embedding tables cut to each task's rows."""
+    """A batch of tasks with its embedding tables cut to each task's rows, and its inputs."""
 
     fast: Params  # localized tables have a leading task dimension; other weights are shared
-    buffers: Params  # localized index tables (row -> local row) per task; others shared
+    buffers: Params  # per-task feature tables of the rows each task reads; others shared
     tables: dict[str, LocalRows]  # by weight name
-    index_tables: frozenset[str]  # the buffers that are per task
+    per_task: frozenset[str]  # the buffers that are per task
+    user: torch.Tensor  # the inputs to call the network with: positions in the per-task
+    item: torch.Tensor  # tables where those were cut, the ids given otherwise
 
     @staticmethod
     def dims(params: Params, batched) -> dict[str, int | None]:
@@ -126,30 +128,44 @@ class Local(NamedTuple):
 
     @property
     def buffer_dims(self) -> dict[str, int | None]:
-        return self.dims(self.buffers, self.index_tables)
+        return self.dims(self.buffers, self.per_task)
 
 
 def localize(net: nn.Module, fast: Params, buffers: Params, user, item) -> Local:
     """Cut every embedding table in ``fast`` to the rows each task's ``user`` (T,) and
-    ``item`` (T, S) look up. A network says which ids each of its feature embeddings sees
-    with ``feature_inputs(user, item)``; one that does not keeps its tables whole."""
-    inputs = getattr(net, "feature_inputs", None)
-    fast, buffers, tables, index_tables = dict(fast), dict(buffers), {}, set()
-    if inputs is None:
-        return Local(fast, buffers, tables, frozenset())
-    for prefix, ids in inputs(user, item).items():
-        for feature in net.get_submodule(prefix).names:
-            key, table_key = f"{prefix}.embeddings.{feature}.weight", f"{prefix}.table_{feature}"
+    ``item`` (T, S) look up.
+
+    A network says which input each of its feature embeddings reads with ``FEATURE_INPUTS``
+    (prefix -> ``"user"`` or ``"item"``); one that does not keeps its tables whole. The
+    feature tables of such an embedding (``row_buffers``) are cut to each task's own rows, so
+    that a task maps the rows it reads, not the whole catalogue, to its local embedding rows;
+    it is then called with positions in those rows instead of ids. An embedding that reads
+    ids itself (a trainable text tower) keeps whole per-task tables.
+    """
+    fast, buffers = dict(fast), dict(buffers)
+    inputs, tables, per_task = {"user": user, "item": item}, {}, set()
+    for prefix, name in getattr(net, "FEATURE_INPUTS", {}).items():
+        module = net.get_submodule(prefix)
+        keys = {feature: f"{prefix}.embeddings.{feature}.weight" for feature in module.names}
+        if not any(key in fast for key in keys.values()) or not module.row_buffers:
+            continue
+        ids = inputs[name]
+        rows = ids.reshape(len(ids), -1)  # (T, N): every id a task reads
+        for buffer in module.row_buffers:
+            per_task.add(f"{prefix}.{buffer}")
+            buffers[f"{prefix}.{buffer}"] = buffers[f"{prefix}.{buffer}"][rows]  # (T, N, ...)
+        positions = torch.arange(rows.shape[1], device=ids.device)
+        inputs[name] = positions.view(ids.shape[1:]).expand_as(ids)
+        for feature, key in keys.items():
             if key not in fast:
                 continue
-            table = buffers[table_key]  # (rows of users or items, width): feature values
-            local = local_rows(table[ids].flatten(1), fast[key].shape[0])
+            table_key = f"{prefix}.table_{feature}"
+            values = buffers[table_key]  # (T, N, width): feature values of each task's rows
+            local = local_rows(values.flatten(1), fast[key].shape[0])
             tables[key] = local
             fast[key] = fast[key][local.rows]
-            flat = table.flatten().expand(len(ids), -1)
-            buffers[table_key] = local.index.gather(1, flat).view(len(ids), *table.shape)
-            index_tables.add(table_key)
-    return Local(fast, buffers, tables, frozenset(index_tables))
+            buffers[table_key] = local.index.gather(1, values.flatten(1)).view(values.shape)
+    return Local(fast, buffers, tables, frozenset(per_task), inputs["user"], inputs["item"])
 
 
 class Adapted(NamedTuple):
@@ -173,6 +189,7 @@ def adapt_tasks(
     """:func:`inner_loop` on every task of ``support`` at once (vmapped), each task's
     embedding tables cut to the rows its support set uses."""
     local = localize(net, fast, buffers, support["user"], support["item"])
+    support = {**support, "user": local.user, "item": local.item}
     tables = set(local.tables)
     if isinstance(lr, Mapping):  # Meta-SGD: the rates of the local rows
         lr = {k: rate[local.tables[k].rows] if k in tables else rate for k, rate in lr.items()}
@@ -212,5 +229,5 @@ def predict_tasks(
         return call(net, task_weights, frozen, task_buffers, user, item)
 
     return vmap(one_task, in_dims=(0, local.buffer_dims, 0, 0))(
-        weights, local.buffers, query["user"], query["item"]
+        weights, local.buffers, local.user, local.item
     )
