@@ -5,7 +5,7 @@ from __future__ import annotations
 from metarec.config import RunConfig
 from metarec.data.datamodule import SCENARIOS
 
-METRICS = ("mae", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
+METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
 # With ``task.target: like`` the predictions are probabilities: ranking and classification.
 LIKE_METRICS = ("auc", "precision", "recall", "f1", "ndcg@1", "ndcg@3")
 

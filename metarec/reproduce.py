@@ -41,8 +41,9 @@ from metarec.report import PAPER
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TEXTS = ("none", "join")  # item.text variants of every learner that reads item features
-TABLE_METRICS = ("mae", "ndcg@1", "ndcg@3")
-METRICS = ("mae", "rmse", "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
+# mae_round: MAE of predictions rounded to the rating scale (see metarec.metrics.task_metrics).
+TABLE_METRICS = ("mae", "mae_round", "ndcg@1", "ndcg@3")
+METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
 
 
 @dataclass(frozen=True)

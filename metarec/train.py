@@ -121,7 +121,7 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
             f"{' or '.join(learner_cls.units)}, not '{tasks.unit}'"
         )
     net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
-    return learner_cls(net, cfg.learner).for_task(cfg.task)
+    return learner_cls(net, cfg.learner).for_task(cfg.task, tasks.rating_levels())
 
 
 def make_trainer(
@@ -186,7 +186,7 @@ def bias_baseline(
     mean = LEARNERS.get("mean")
     settings = mean.Settings(name="mean", kind="bias")
     learner = mean(mean.build_network(tasks, ModelConfig(), settings), settings)
-    learner.for_task(task or TaskConfig())
+    learner.for_task(task or TaskConfig(), tasks.rating_levels())
     return learner.evaluate_all(tasks.test)
 
 

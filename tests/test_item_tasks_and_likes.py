@@ -227,3 +227,55 @@ def test_item_text_values_survive_yaml_and_overrides(value, tmp_path):
     path.write_text(f"item:\n  text: {value}\n")
     assert load_config(path).item.text == value
     assert load_config(None, [f"item.text={value}"]).item.text == value
+
+
+def test_rating_levels_are_the_discrete_training_ratings_and_none_for_likes(dataset):
+    tasks = ColdStartTasks(dataset, DATA)
+    assert tasks.rating_levels().tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert ColdStartTasks(dataset, DATA, TaskConfig(target="like")).rating_levels() is None
+    many = replace(dataset, states={
+        state: [replace(user, ratings=user.ratings + np.linspace(0, 0.9, len(user.ratings),
+                                                                 dtype=np.float32))
+                for user in users]
+        for state, users in dataset.states.items()
+    })  # fmt: skip
+    assert ColdStartTasks(many, DATA).rating_levels() is None  # a continuous scale
+
+
+def test_a_feature_embedding_is_the_mean_of_its_present_values(dataset):
+    torch.manual_seed(0)
+    values = np.array([[2, 5, 0], [0, 0, 0], [1, 0, 0]])  # a row without any value
+    table = replace(dataset.items, values={"tags": values, "kind": np.array([[1], [0], [2]])},
+                    vocab={"tags": list("abcde"), "kind": ["x", "y"]})  # fmt: skip
+    embed = FeatureEmbedding(table, dim=3)
+    out = embed(torch.tensor([0, 1, 2]))
+    kind, tags = embed.embeddings["kind"].weight, embed.embeddings["tags"].weight
+    torch.testing.assert_close(out[:, :3], torch.stack([kind[1], kind[0] * 0, kind[2]]))
+    torch.testing.assert_close(out[:, 3:], torch.stack([(tags[2] + tags[5]) / 2, tags[0] * 0,
+                                                        tags[1]]))  # fmt: skip
+
+
+def test_adapting_with_item_text_cuts_the_text_to_each_tasks_items(dataset):
+    from metarec.learners.base import query_of, support_of
+    from metarec.learners.functional import adapt_tasks, inner_loop, localize, predict_tasks
+
+    cfg = load_config(None, [*SMALL, "learner.name=finetune"])
+    tasks = ColdStartTasks(_with_text(dataset, "join"), DATA)
+    torch.manual_seed(0)
+    net = build_learner(cfg, tasks).net.double()
+    fast = {k: p.detach() for k, p in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+    batch = tasks.test["new_item"][torch.arange(5)]
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+    support, query = support_of(batch), query_of(batch)
+    local = localize(net, fast, buffers, support["user"], support["item"])
+    assert local.buffers["item_features.text"].shape[:2] == support["item"].shape
+    with torch.enable_grad():
+        state = adapt_tasks(net, fast, {}, buffers, support, 3, 0.3, True)
+        sparse = predict_tasks(net, state, fast, {}, buffers, query)
+        for t in range(5):  # one task at a time, whole tables
+            task = {k: v[t] for k, v in support.items()}
+            adapted = inner_loop(net, fast, {}, buffers, task, 3, 0.3, True)
+            dense = torch.func.functional_call(net, (adapted, buffers),
+                                               (query["user"][t], query["item"][t]))  # fmt: skip
+            torch.testing.assert_close(sparse[t], dense, rtol=1e-10, atol=1e-10)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg
 
-from metarec.metrics import confidence_interval, summarize, t_quantile_975, task_metrics
+from metarec.metrics import confidence_interval, snap, summarize, t_quantile_975, task_metrics
 
 LOG2_3 = math.log2(3.0)
 
@@ -271,3 +271,24 @@ def test_t_table():
     assert t_quantile_975(31) == pytest.approx(1.96, abs=1e-3)
     with pytest.raises(ValueError):
         t_quantile_975(0)
+
+
+def test_snap_takes_the_nearest_level_and_the_lower_on_a_tie():
+    levels = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    preds = torch.tensor([[0.2, 1.49, 2.5, 3.51, 7.0]])
+    assert snap(preds, levels).tolist() == [[1.0, 1.0, 2.0, 4.0, 5.0]]
+    half = torch.tensor([0.5, 1.0, 1.5])
+    assert snap(torch.tensor([0.7, 1.3, 9.0]), half).tolist() == [0.5, 1.5, 1.5]
+
+
+def test_mae_round_scores_rounded_predictions_and_only_with_levels():
+    preds, targets, mask = _batch([[3.6, 1.2, 4.4], [2.51]], [[4.0, 2.0, 5.0], [2.0]], width=4)
+    assert "mae_round" not in task_metrics(preds, targets, mask)
+    levels = torch.arange(1.0, 6.0)
+    m = task_metrics(preds, targets, mask, levels=levels)
+    # rounded: [4, 1, 4] against [4, 2, 5] -> 2/3; [3] against [2] -> 1 (padding ignored)
+    torch.testing.assert_close(m["mae_round"], torch.tensor([2 / 3, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(m["mae"], torch.tensor([(0.4 + 0.8 + 0.6) / 3, 0.51],
+                                                      dtype=torch.float64))  # fmt: skip
+    # ranking metrics read the predictions themselves, not the rounded ones
+    assert m["ndcg@3"].tolist() == task_metrics(preds, targets, mask)["ndcg@3"].tolist()

@@ -96,6 +96,17 @@ class ColdStartTasks:
             if scenario != "warm":
                 self.test[scenario] = task_sets[SCENARIOS[scenario]]
 
+    # A scale with at most this many distinct ratings is discrete (MovieLens: 1..5 stars).
+    MAX_LEVELS = 11
+
+    def rating_levels(self) -> torch.Tensor | None:
+        """The distinct meta-training ratings when they form a discrete scale (at most
+        ``MAX_LEVELS`` values), else None; None for likes, whose metrics are AUC and F1."""
+        if self.target == "like":
+            return None
+        levels = torch.unique(self.train_ratings()[1])
+        return levels if len(levels) <= self.MAX_LEVELS else None
+
     def train_ratings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(item rows, ratings) of every meta-training rating, support and query."""
         items = torch.cat([self.train.support_item[self.train.support_mask],

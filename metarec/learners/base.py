@@ -124,9 +124,11 @@ class MetaLearner(L.LightningModule):
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
         self.test_results: dict[str, dict[str, float | int]] = {}
 
-    def for_task(self, task: TaskConfig) -> MetaLearner:
-        """Set what the tasks predict (``task.*`` of the run config); returns the learner."""
-        self.task = task
+    def for_task(self, task: TaskConfig, levels: torch.Tensor | None = None) -> MetaLearner:
+        """Set what the tasks predict (``task.*`` of the run config) and the rating scale's
+        ``levels`` (``tasks.rating_levels()``: the metrics add ``mae_round``); returns the
+        learner."""
+        self.task, self.rating_levels = task, levels
         self.binary = task.target == "like"
         self.loss = task_loss(task.target)  # per-task loss: (pred, target, mask) -> (T,)
         return self
@@ -209,7 +211,7 @@ class MetaLearner(L.LightningModule):
                 f"support sets diverged, lower the adaptation learning rates ({self._rates()})"
             )
         target, mask = batch["query_rating"], batch["query_mask"]
-        metrics = task_metrics(pred, target, mask)
+        metrics = task_metrics(pred, target, mask, levels=self.rating_levels)
         if self.binary:  # probabilities of a like against 0/1 targets
             labels, threshold = target, 0.5
         else:  # a like is a rating >= like_threshold; predicted when it rounds to one

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["confidence_interval", "summarize", "t_quantile_975", "task_metrics"]
+__all__ = ["confidence_interval", "snap", "summarize", "t_quantile_975", "task_metrics"]
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (standard tables). scipy is
 # not available, and with few seeds (3 -> df 2) the normal 1.96 would badly understate the
@@ -148,8 +148,18 @@ def _ndcg_at_ks(
     return out
 
 
+def snap(preds: Tensor, levels: Tensor) -> Tensor:
+    """Each prediction replaced by the nearest of the rating ``levels`` (the lower on a tie)."""
+    levels = levels.to(preds)
+    return levels[(preds.unsqueeze(-1) - levels).abs().argmin(-1)]
+
+
 def task_metrics(
-    preds: Tensor, targets: Tensor, mask: Tensor, ks: Sequence[int] = (1, 3)
+    preds: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+    ks: Sequence[int] = (1, 3),
+    levels: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Per-task MAE, RMSE and nDCG@k of a padded batch of query sets.
 
@@ -158,11 +168,16 @@ def task_metrics(
         targets: ``(T, Q)`` true ratings (1..5 in MeLU's data); padded entries are ignored.
         mask: ``(T, Q)`` bool, True for real entries; every task needs at least one.
         ks: cut-offs for nDCG; each a positive int.
+        levels: the rating scale's values (1..5), when ratings are discrete. Then
+            ``"mae_round"`` is the MAE of each prediction rounded to the nearest level: the
+            point prediction MAE rewards. The MAE-optimal prediction of a rating is its
+            median, which on a discrete scale is a level, not the mean a regression predicts.
 
     Returns:
-        ``{"mae", "rmse", "ndcg@k" for k in ks}``, each a ``(T,)`` float64 tensor on the CPU.
-        RMSE is the root of the task's own mean squared error. nDCG averages over prediction
-        ties and is 0 when the ideal DCG is 0 (see the module docstring).
+        ``{"mae", "rmse", "ndcg@k" for k in ks}`` (and ``"mae_round"``), each a ``(T,)``
+        float64 tensor on the CPU. RMSE is the root of the task's own mean squared error.
+        nDCG ranks by the predictions themselves, averages over ties and is 0 when the ideal
+        DCG is 0 (see the module docstring).
 
     Raises:
         ValueError: on mismatched shapes, a non-bool mask, a task without real entries,
@@ -180,6 +195,8 @@ def task_metrics(
         "mae": _masked_mean(error.abs(), mask),
         "rmse": _masked_mean(error.square(), mask).sqrt(),
     }
+    if levels is not None:
+        out["mae_round"] = _masked_mean((snap(preds, levels) - targets).abs(), mask)
     out.update(_ndcg_at_ks(preds, targets, mask, ks))
     return out
 
