@@ -8,8 +8,8 @@ looks up a few hundred of their rows. :func:`adapt_tasks` gives each task only t
 uses (:func:`localize`); plain SGD leaves every other row where it was, so this is the same
 adaptation as with whole per-task copies of the tables, at a small fraction of the memory
 traffic. The feature tables that map a user or item to its embedding rows are cut the same
-way, to the users and items each task reads. :func:`predict_tasks` reads adapted rows where the support set touched them and the
-initial rows elsewhere.
+way, to the users and items each task reads. :func:`predict_tasks` reads adapted rows where
+the support set touched them and the initial rows elsewhere.
 """
 
 from __future__ import annotations
