@@ -30,12 +30,12 @@ def test_run_folder_has_config_metrics_table_checkpoint(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert list(metrics) == list(SCENARIOS)
     for scenario, values in metrics.items():
-        rating = {"mae", "rmse", "ndcg@1", "ndcg@3", "n_tasks"}
+        rating = {"mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "n_tasks"}
         like = {"auc", "precision", "recall", "f1"}
         assert rating | like <= set(values) <= rating | like | {"auc_n_tasks"}, scenario
         assert isinstance(values["n_tasks"], int) and values["n_tasks"] > 0
         assert 0 <= values["precision"] <= 1 and 0 <= values["f1"] <= 1
-        assert 0 < values["mae"] <= values["rmse"] < 4
+        assert 0 < values["mae"] <= values["rmse"] < 4 and 0 < values["mae_round"] < 4
         assert 0 < values["ndcg@1"] <= 1 and 0 < values["ndcg@3"] <= 1
     table = (run_dir / "table.md").read_text()
     for scenario in SCENARIOS:
