@@ -81,7 +81,7 @@ def logged_metrics() -> set[str]:
     preds = torch.tensor([[4.0, 2.0]])
     mask = torch.ones_like(preds, dtype=torch.bool)
     names = [
-        *task_metrics(preds, preds, mask),
+        *task_metrics(preds, preds, mask, levels=preds.unique()),  # with mae_round
         *binary_task_metrics(preds / 5, preds > 3, mask, 0.5),
     ]
     scenarios = ["val", *(f"test/{scenario}" for scenario in SCENARIOS)]

@@ -154,3 +154,9 @@ def test_trials_reseeding_the_global_generators_do_not_repeat_proposals(tmp_path
     trials, _ = run_local(load_sweep(path), count=4, out=tmp_path / "out")
     assert len({t.value for t in trials}) == 4
     assert random.random() == random.Random(0).random()  # the caller's state is left as it was
+
+
+def test_a_sweep_can_minimise_mae_round(tmp_path):
+    assert {"val/mae_round", "test/warm/mae_round"} <= sweep_module.logged_metrics()
+    path = write_sweep(tmp_path, metric={"name": "val/mae_round", "goal": "minimize"})
+    assert load_sweep(path).spec["metric"]["name"] == "val/mae_round"
