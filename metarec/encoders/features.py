@@ -28,6 +28,8 @@ class FeatureEmbedding(nn.Module):
         for name in self.names:
             values = np.asarray(table.values[name], dtype=np.int64)
             self.register_buffer(f"table_{name}", torch.from_numpy(values), persistent=False)
+            # Set only by a learner that cut the tables to a task's rows (``functional.localize``)
+            self.register_buffer(f"mix_{name}", None, persistent=False)
             if values.shape[1] > 1 or not (values > 0).all():
                 present = values > 0  # each value weighs 1 / count, padding 0
                 weight = present / np.maximum(present.sum(1, keepdims=True), 1)
@@ -59,6 +61,10 @@ class FeatureEmbedding(nn.Module):
         """``rows`` of any shape -> embeddings of shape ``rows.shape + (out_dim,)``."""
         parts = []
         for name in self.names:
+            mix = getattr(self, f"mix_{name}")
+            if mix is not None:  # (rows, values) weights of a task's own embedding rows
+                parts.append(mix[rows] @ self.embeddings[name].weight)
+                continue
             index = getattr(self, f"table_{name}")[rows]  # (..., width), 0 = padding
             if name in self.weighted:  # the mean of the values' embeddings
                 weight = getattr(self, f"weight_{name}")[rows]

@@ -132,6 +132,19 @@ class Local(NamedTuple):
         return self.dims(self.buffers, self.per_task)
 
 
+def mixing(index: torch.Tensor, weight: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
+    """(T, N, R) weights of each task's local ``table`` (T, R, dim) rows in its N rows'
+    feature embeddings, from their local ``index`` (T, N, width) and value ``weight``
+    (T, N, width, 1; None: one value per row, weight 1): the embeddings are ``mix @ table``.
+
+    A batched matmul of a small dense matrix, forward and backward, costs a fraction of a
+    lookup's scatter-add backward under ``vmap`` (``benchmarks/meta_training.py``).
+    """
+    weight = torch.ones(index.shape) if weight is None else weight.squeeze(-1)
+    mix = torch.zeros(*index.shape[:-1], table.shape[1], dtype=table.dtype, device=table.device)
+    return mix.scatter_add_(-1, index, weight.to(mix))
+
+
 def localize(net: nn.Module, fast: Params, buffers: Params, user, item) -> Local:
     """Cut every embedding table in ``fast`` to the rows each task's ``user`` (T,) and
     ``item`` (T, S) look up.
@@ -160,12 +173,15 @@ def localize(net: nn.Module, fast: Params, buffers: Params, user, item) -> Local
         for feature, key in keys.items():
             if key not in fast:
                 continue
-            table_key = f"{prefix}.table_{feature}"
-            values = buffers[table_key]  # (T, N, width): feature values of each task's rows
+            values = buffers.pop(f"{prefix}.table_{feature}")  # (T, N, width) of task rows
             local = local_rows(values.flatten(1), fast[key].shape[0])
             tables[key] = local
             fast[key] = fast[key][local.rows]
-            buffers[table_key] = local.index.gather(1, values.flatten(1)).view(values.shape)
+            index = local.index.gather(1, values.flatten(1)).view(values.shape)
+            weight = buffers.pop(f"{prefix}.weight_{feature}", None)
+            buffers[f"{prefix}.mix_{feature}"] = mixing(index, weight, fast[key])
+            per_task.add(f"{prefix}.mix_{feature}")
+    per_task &= set(buffers)
     return Local(fast, buffers, tables, frozenset(per_task), inputs["user"], inputs["item"])
 
 
