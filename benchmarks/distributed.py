@@ -96,7 +96,8 @@ def launch(argv: Sequence[str], devices: int, threads: int) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = bench_parser(__doc__.split("\n\n")[0], "results/bench/distributed.json")
+    parser = bench_parser(__doc__.split("\n\n")[0], "results/bench/distributed.json", False)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--devices", type=int, default=2, help="processes to compare with one")
     parser.add_argument("--accelerator", default="cpu", help="trainer.accelerator: cpu | gpu")
     parser.add_argument("--steps", type=int, default=10, help="meta-steps timed per round")

@@ -14,6 +14,8 @@ steps and inner learning rate, adapting every parameter (``learner.adapt=all``):
 First the three meta-gradients (of the mean query loss w.r.t. the initial weights) must agree,
 in float64 and float32. Then each side runs ``--steps`` meta-steps (loss, backward, Adam step)
 per round, sides alternating order, after a warm-up; the best of ``--repeat`` rounds counts.
+All of it is timed once per ``--threads`` count (default 1 thread, then every core), the
+sides always with the same threads.
 Prints tasks/s per side and metarec's speed-up, and writes them as JSON to ``--out``.
 learn2learn is optional (``make learn2learn`` builds it); without it that side is skipped.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -260,15 +263,35 @@ def has_learn2learn() -> bool:
     return True
 
 
-def bench_parser(description: str, out: str) -> argparse.ArgumentParser:
-    """The options every speed benchmark here takes: data, overrides, rounds, threads, out."""
+def thread_counts() -> list[int]:
+    """1 thread, and every core of this machine: batching has parallel work to give the
+    cores that one small per-task operation after another has not."""
+    return sorted({1, os.cpu_count() or 1})
+
+
+def by_threads(counts: Sequence[int], measure: Callable[[], dict]) -> dict[str, dict]:
+    """``measure()`` run with each of ``counts`` torch CPU threads, by thread count."""
+    results = {}
+    for count in counts:
+        torch.set_num_threads(count)
+        print(f"-- {count} thread(s)")
+        results[str(count)] = measure()
+    return results
+
+
+def bench_parser(description: str, out: str, threads: bool = True) -> argparse.ArgumentParser:
+    """The options every speed benchmark here takes: data, overrides, rounds, threads (a list
+    of counts to time, unless ``threads`` is false: the caller's own option), out."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", default=DEFAULT_ROOT, help="MeLU ML-1M data folder")
     parser.add_argument("--synthetic", action="store_true", help="the built-in synthetic data")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. learner.inner_steps=3")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the best counts")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    if threads:
+        parser.add_argument("--threads", type=int, nargs="+", default=thread_counts(),
+                            help="torch CPU thread counts, each timed in turn "
+                                 "(default: 1 and every core)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(out), help="JSON report")
     return parser
 
@@ -288,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--no-learn2learn", action="store_true", help="skip learn2learn")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(min(args.threads))
     with_l2l = not args.no_learn2learn and has_learn2learn()
     if not with_l2l and not args.no_learn2learn:
         print("learn2learn is not installed (make learn2learn); timing metarec and loop only")
@@ -302,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     batches = meta_batches(tasks, size, args.steps, cfg.seed)
     print(f"{cfg.data.name}: {len(tasks.train)} training tasks; meta-batch {size}, "
           f"inner steps {cfg.learner.inner_steps}, inner lr {cfg.learner.inner_lr}, "
-          f"adapt {cfg.learner.adapt}, second order, {args.threads} thread(s)")  # fmt: skip
+          f"adapt {cfg.learner.adapt}, second order")  # fmt: skip
 
     check = check_gradients(learner, batches[0], with_l2l)
     for dtype, result in check.items():
@@ -310,14 +333,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"meta-gradients agree ({dtype}): max abs diff from metarec: {diffs} "
               f"(largest gradient {result['max_abs_grad']:.2e})")  # fmt: skip
 
-    seconds = time_rounds(build_sides(learner, batches, with_l2l), args.repeat)
-    rates = {side: args.steps * size / min(times) for side, times in seconds.items()}
-    ratios = {f"metarec/{side}": rates["metarec"] / rate for side, rate in rates.items()
-              if side != "metarec"}  # fmt: skip
-    for side, rate in rates.items():
-        print(f"{side:>12}: {rate:8.1f} tasks/s  (best of {args.repeat} x {args.steps} steps)")
-    for name, ratio in ratios.items():
-        print(f"{name:>20}: {ratio:6.2f}x")
+    def measure() -> dict:
+        seconds = time_rounds(build_sides(learner, batches, with_l2l), args.repeat)
+        rates = {side: args.steps * size / min(times) for side, times in seconds.items()}
+        ratios = {f"metarec/{side}": rates["metarec"] / rate for side, rate in rates.items()
+                  if side != "metarec"}  # fmt: skip
+        for side, rate in rates.items():
+            print(f"{side:>12}: {rate:8.1f} tasks/s  (best of {args.repeat} x {args.steps})")
+        for name, ratio in ratios.items():
+            print(f"{name:>20}: {ratio:6.2f}x")
+        return {"tasks_per_second": rates, "ratios": ratios, "seconds_per_round": seconds}
+
+    timed = by_threads(args.threads, measure)
 
     result = {
         "benchmark": "meta_training",
@@ -330,11 +357,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "second_order": True,
         "steps_per_round": args.steps,
         "repeat": args.repeat,
-        "threads": args.threads,
-        "tasks_per_second": rates,
-        "ratios": ratios,
-        "seconds_per_round": seconds,
         "gradient_check": check,
+        "by_threads": timed,
     }
     return write_report(args.out, result)
 

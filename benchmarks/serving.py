@@ -10,7 +10,8 @@ Each new user (a ``new_user`` test task) is adapted from the meta-learned weight
 ``--batch-size`` users at once through the learner itself (vmapped ``adapt`` + ``predict``);
 ``loop`` adapts one user at a time with ``torch.autograd.grad`` on that user's own ratings.
 Both see the same network and users and must predict the same ratings; rounds alternate order
-after a warm-up and the best of ``--repeat`` counts. Prints users/s of each and the speed-up,
+after a warm-up and the best of ``--repeat`` counts, once per ``--threads`` count (default 1
+thread, then every core). Prints users/s of each and the speed-up,
 and writes them as JSON to ``--out``. The weights are the initial ones: adapting costs the same
 whatever their values.
 """
@@ -23,6 +24,7 @@ import torch
 from meta_training import (
     bench_config,
     bench_parser,
+    by_threads,
     make_learner,
     split_tasks,
     time_rounds,
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="users adapted at once (default learner.eval_batch_size)")  # fmt: skip
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(min(args.threads))
     cfg = bench_config(args.synthetic, args.root, args.set)
     if cfg.learner.adapt != "all":
         parser.error("the per-user loop adapts every parameter: keep learner.adapt=all")
@@ -98,8 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     steps, lr = cfg.learner.inner_steps, cfg.learner.inner_lr
     per_user = split_tasks(users[torch.arange(len(users))])
     print(f"{cfg.data.name}/{args.scenario}: {len(users)} users; inner steps {steps}, "
-          f"inner lr {lr}, adapt {cfg.learner.adapt}, batch {batch_size}, "
-          f"{args.threads} thread(s)")  # fmt: skip
+          f"inner lr {lr}, adapt {cfg.learner.adapt}, batch {batch_size}")  # fmt: skip
 
     batched = serve_batched(learner, users, batch_size)
     looped = serve_loop(learner.net, per_user, steps, lr, learner.loss)
@@ -108,18 +109,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if not diff <= 1e-3:
         raise AssertionError(f"batched and per-user predictions differ by {diff}")
 
-    seconds = time_rounds(
-        {
-            "metarec": lambda: serve_batched(learner, users, batch_size),
-            "loop": lambda: serve_loop(learner.net, per_user, steps, lr, learner.loss),
-        },
-        args.repeat,
-    )
-    rates = {side: len(users) / min(times) for side, times in seconds.items()}
-    ratio = rates["metarec"] / rates["loop"]
-    for side, rate in rates.items():
-        print(f"{side:>8}: {rate:8.1f} users/s  (best of {args.repeat})")
-    print(f"metarec/loop: {ratio:6.2f}x")
+    sides = {
+        "metarec": lambda: serve_batched(learner, users, batch_size),
+        "loop": lambda: serve_loop(learner.net, per_user, steps, lr, learner.loss),
+    }
+
+    def measure() -> dict:
+        seconds = time_rounds(sides, args.repeat)
+        rates = {side: len(users) / min(times) for side, times in seconds.items()}
+        ratio = rates["metarec"] / rates["loop"]
+        for side, rate in rates.items():
+            print(f"{side:>8}: {rate:8.1f} users/s  (best of {args.repeat})")
+        print(f"metarec/loop: {ratio:6.2f}x")
+        return {"users_per_second": rates, "ratio": {"metarec/loop": ratio},
+                "seconds_per_round": seconds}  # fmt: skip
+
+    timed = by_threads(args.threads, measure)
 
     result = {
         "benchmark": "serving",
@@ -131,11 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "inner_lr": lr,
         "adapt": cfg.learner.adapt,
         "repeat": args.repeat,
-        "threads": args.threads,
-        "users_per_second": rates,
-        "ratio": {"metarec/loop": ratio},
         "max_prediction_diff": diff,
-        "seconds_per_round": seconds,
+        "by_threads": timed,
     }
     return write_report(args.out, result)
 

@@ -78,11 +78,13 @@ def test_split_tasks_drops_padding(meta_training, small_tasks):
 def test_meta_training_harness_writes_json(meta_training, tmp_path):
     out = tmp_path / "meta_training.json"
     args = [*SMALL_RUN, "--set", "learner.meta_batch_size=4", "--set", "learner.inner_steps=2",
-            "--steps", "1", "--repeat", "2", "--out", str(out)]  # fmt: skip
+            "--steps", "1", "--repeat", "2", "--threads", "1", "2", "--out", str(out)]  # fmt: skip
     result = meta_training.main(args)
     assert json.loads(out.read_text()) == result
-    assert result["tasks_per_second"]["metarec"] > 0 and "metarec/loop" in result["ratios"]
-    assert all(len(times) == 2 for times in result["seconds_per_round"].values())
+    assert set(result["by_threads"]) == {"1", "2"}  # each thread count timed
+    for timed in result["by_threads"].values():
+        assert timed["tasks_per_second"]["metarec"] > 0 and "metarec/loop" in timed["ratios"]
+        assert all(len(times) == 2 for times in timed["seconds_per_round"].values())
 
 
 def test_serving_harness_writes_json(monkeypatch, tmp_path):
@@ -90,11 +92,13 @@ def test_serving_harness_writes_json(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "meta_training", raising=False)
     serving = _benchmark("serving")
     out = tmp_path / "serving.json"
-    args = [*SMALL_RUN, "--users", "6", "--batch-size", "4", "--repeat", "1", "--out", str(out)]
+    args = [*SMALL_RUN, "--users", "6", "--batch-size", "4", "--repeat", "1", "--threads", "1",
+            "--out", str(out)]  # fmt: skip
     result = serving.main(args)
     assert json.loads(out.read_text()) == result
     assert result["users"] == 6 and result["max_prediction_diff"] < 1e-4
-    assert set(result["users_per_second"]) == {"metarec", "loop"}
+    assert set(result["by_threads"]) == {"1"}
+    assert set(result["by_threads"]["1"]["users_per_second"]) == {"metarec", "loop"}
 
 
 def test_meta_training_harness_refuses_partial_adaptation(meta_training, tmp_path):
