@@ -34,11 +34,12 @@ def _whole_tables(net, fast, frozen, buffers, support, steps, lr):
 
 
 def test_local_rows_are_each_tasks_distinct_rows_with_padding_first():
-    local = local_rows(torch.tensor([[3, 1, 3], [0, 2, 2]]), vocab=5)
+    local = local_rows(torch.tensor([[3, 1, 3], [0, 2, 2]]))
     assert local.rows.tolist() == [[0, 1, 3], [0, 2, 0]]  # sorted; padded with row 0
-    assert local.present.tolist() == [[True, True, False, True, False],
-                                      [True, False, True, False, False]]  # fmt: skip
-    assert local.index[0, 3] == 2 and local.index[1, 2] == 1 and local.index[1, 4] == 0
+    assert local.count.tolist() == [3, 2]
+    position, found = local.find(torch.tensor([[3, 2, 0, 4], [2, 0, 3, 1]]))
+    assert found.tolist() == [[True, False, True, False], [True, True, False, False]]
+    assert position.tolist() == [[2, 0, 0, 0], [1, 0, 0, 0]]  # 0 where not found
 
 
 def test_adapted_predictions_equal_whole_table_adaptation(small_tasks):

@@ -93,23 +93,30 @@ def inner_loop(
 class LocalRows(NamedTuple):
     """The rows of one embedding table that each task of a batch looks up."""
 
-    rows: torch.Tensor  # (T, R): table row of each local row; padded with row 0
-    present: torch.Tensor  # (T, V): whether each table row is among the task's rows
-    index: torch.Tensor  # (T, V): local position of each table row (0 where absent)
+    rows: torch.Tensor  # (T, R): each task's distinct table rows, ascending, row 0 first;
+    count: torch.Tensor  # (T,): how many of them each task has (the rest is row 0 padding)
+
+    def find(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local positions of table rows ``ids`` (T, M) (0 where a row is not the task's),
+        and whether each is the task's: a binary search, no table-sized arrays."""
+        past = torch.arange(self.rows.shape[1], device=ids.device) >= self.count[:, None]
+        keys = self.rows.masked_fill(past, torch.iinfo(self.rows.dtype).max)  # ascending
+        position = torch.searchsorted(keys, ids.contiguous()).clamp(max=self.rows.shape[1] - 1)
+        found = keys.gather(1, position) == ids
+        return torch.where(found, position, 0), found
 
 
-def local_rows(used: torch.Tensor, vocab: int) -> LocalRows:
-    """Each task's distinct rows among ``used`` (T, N), sorted, row 0 (padding) first."""
-    tasks = used.shape[0]
-    present = torch.zeros(tasks, vocab, dtype=torch.bool, device=used.device)
-    present.scatter_(1, used, True)
-    present[:, 0] = True  # the padding row keeps local index 0
-    rank = present.cumsum(1) - 1
-    size = int(rank[:, -1].max()) + 1
-    slot = torch.where(present, rank, size)  # absent rows all go to a spare column, dropped
-    rows = torch.zeros(tasks, size + 1, dtype=torch.long, device=used.device)
-    rows.scatter_(1, slot, torch.arange(vocab, device=used.device).expand(tasks, -1))
-    return LocalRows(rows[:, :size], present, torch.where(present, rank, 0))
+def local_rows(used: torch.Tensor) -> LocalRows:
+    """Each task's distinct rows among ``used`` (T, N), ascending, row 0 (padding) first."""
+    ids = torch.cat([used.new_zeros(len(used), 1), used], 1).sort(1).values
+    first = torch.ones_like(ids, dtype=torch.bool)  # the first of each run of equal rows
+    first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    rank = first.cumsum(1) - 1
+    count = rank[:, -1] + 1
+    size = int(count.max())
+    rows = ids.new_zeros(len(ids), size + 1)
+    rows.scatter_(1, torch.where(first, rank, size), ids)  # repeats go to a spare column
+    return LocalRows(rows[:, :size], count)
 
 
 class Local(NamedTuple):
@@ -174,10 +181,10 @@ def localize(net: nn.Module, fast: Params, buffers: Params, user, item) -> Local
             if key not in fast:
                 continue
             values = buffers.pop(f"{prefix}.table_{feature}")  # (T, N, width) of task rows
-            local = local_rows(values.flatten(1), fast[key].shape[0])
+            local = local_rows(values.flatten(1))
             tables[key] = local
             fast[key] = fast[key][local.rows]
-            index = local.index.gather(1, values.flatten(1)).view(values.shape)
+            index = local.find(values.flatten(1))[0].view(values.shape)
             weight = buffers.pop(f"{prefix}.weight_{feature}", None)
             buffers[f"{prefix}.mix_{feature}"] = mixing(index, weight, fast[key])
             per_task.add(f"{prefix}.mix_{feature}")
@@ -236,8 +243,7 @@ def predict_tasks(
     weights = dict(state.fast)
     for key, rows in local.tables.items():
         support_rows = state.tables[key]
-        touched = support_rows.present.gather(1, rows.rows)  # (T, R)
-        position = support_rows.index.gather(1, rows.rows)
+        position, touched = support_rows.find(rows.rows)  # (T, R)
         dim = state.fast[key].shape[-1]
         tuned = state.fast[key].gather(1, position.unsqueeze(-1).expand(-1, -1, dim))
         weights[key] = torch.where(touched.unsqueeze(-1), tuned, local.fast[key])
