@@ -8,8 +8,9 @@ looks up a few hundred of their rows. :func:`adapt_tasks` gives each task only t
 uses (:func:`localize`); plain SGD leaves every other row where it was, so this is the same
 adaptation as with whole per-task copies of the tables, at a small fraction of the memory
 traffic. The feature tables that map a user or item to its embedding rows are cut the same
-way, to the users and items each task reads. :func:`predict_tasks` reads adapted rows where
-the support set touched them and the initial rows elsewhere.
+way, to the users and items each task reads, and a cut feature is then embedded as one small
+dense matrix of weights on the task's own rows (:func:`mixing`). :func:`predict_tasks` reads
+adapted rows where the support set touched them and the initial rows elsewhere.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def inner_loop(
 class LocalRows(NamedTuple):
     """The rows of one embedding table that each task of a batch looks up."""
 
-    rows: torch.Tensor  # (T, R): each task's distinct table rows, ascending, row 0 first;
+    rows: torch.Tensor  # (T, R): each task's distinct table rows, ascending, row 0 first
     count: torch.Tensor  # (T,): how many of them each task has (the rest is row 0 padding)
 
     def find(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,8 +148,8 @@ def mixing(index: torch.Tensor, weight: torch.Tensor | None, table: torch.Tensor
     A batched matmul of a small dense matrix, forward and backward, costs a fraction of a
     lookup's scatter-add backward under ``vmap`` (``benchmarks/meta_training.py``).
     """
-    weight = torch.ones(index.shape) if weight is None else weight.squeeze(-1)
-    mix = torch.zeros(*index.shape[:-1], table.shape[1], dtype=table.dtype, device=table.device)
+    mix = table.new_zeros(*index.shape[:-1], table.shape[1])
+    weight = torch.ones_like(index, dtype=mix.dtype) if weight is None else weight.squeeze(-1)
     return mix.scatter_add_(-1, index, weight.to(mix))
 
 
@@ -160,8 +161,10 @@ def localize(net: nn.Module, fast: Params, buffers: Params, user, item) -> Local
     (prefix -> ``"user"`` or ``"item"``); one that does not keeps its tables whole. The
     feature tables of such an embedding (``row_buffers``) are cut to each task's own rows, so
     that a task maps the rows it reads, not the whole catalogue, to its local embedding rows;
-    it is then called with positions in those rows instead of ids. An embedding that reads
-    ids itself (a trainable text tower) keeps whole per-task tables.
+    it is then called with positions in those rows instead of ids. The values of a feature
+    whose table is cut become its ``mix_`` buffer (:func:`mixing`), in place of its
+    ``table_`` and ``weight_`` buffers. An embedding that reads ids itself (a trainable text
+    tower) keeps whole per-task tables.
     """
     fast, buffers = dict(fast), dict(buffers)
     inputs, tables, per_task = {"user": user, "item": item}, {}, set()
