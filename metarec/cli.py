@@ -65,9 +65,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         overrides=overrides,
         out=args.out,
         jobs=args.jobs,
+        warms=args.warm.split(";"),
+        data_seeds=args.data_seeds,
     )
     print(table)
-    failed = {(r["method"], r["text"], r["seed"]) for r in rows if r["status"] != "ok"}
+    failed = {(r["method"], r["text"], r["seed"], r.get("warm")) for r in rows
+              if r["status"] != "ok"}  # fmt: skip
     print(f"{len(failed)} failed runs; wall time {seconds / 60:.1f} min")
     return 1 if failed else 0
 
@@ -160,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per run (default 3)")
     rep.add_argument("--methods", help="comma-separated experiment names (default: all)")
     rep.add_argument("--text", default="none,join", help="item.text variants (default none,join)")
+    rep.add_argument(
+        "--warm",
+        default="heldout,seen;warmup",
+        help="warm-protocol passes, ';' between passes, ',' within one (one training scores "
+        "a pass's protocols): default 'heldout,seen;warmup'",
+    )
+    rep.add_argument(
+        "--data-seeds",
+        action="store_true",
+        help="seed i also sets data.seed=i: held-out users and query ratings vary with the seed",
+    )
     rep.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     rep.add_argument("--root", help="data folder (data.root), e.g. ../shared/data/melu-ml1m")
     rep.add_argument("--out", type=Path, help="default results/<experiments folder>")

@@ -1,18 +1,23 @@
-"""Reproduce a paper table: every experiment of a dataset, with and without item text, N seeds.
+"""Reproduce a paper table: every experiment of a dataset x item text x warm protocol x seeds.
 
 ``metarec reproduce melu-ml1m`` runs ``experiments/melu_ml1m/*.yaml`` (one file per table row)
-for every seed and ``item.text`` variant, then writes into ``--out``:
+for every seed, ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one
+training scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``:
+MetaHIN's warm-up, warm only), then writes into ``--out``:
 
-- ``runs.csv`` / ``runs.json``: one row per (method, text, seed, scenario), failed runs included;
-- ``summary.csv``: mean and 95% Student-t interval over seeds per method, text, scenario, metric;
-- ``table.md``: laid out like MeLU's Table 2 (scenarios down, methods across each scenario's
-  rows, MAE / nDCG@1 / nDCG@3), the paper's rows beside ours; a failed run says so;
-- ``plot.png``: MAE and nDCG@3 per scenario and method, with the intervals as error bars;
-- ``timing.json``: the wall time of the whole command.
+- ``runs.csv`` / ``runs.json``: one row per (method, text, seed, scenario), failed runs included,
+  each naming its run folder, whose ``per_task.csv.gz`` the statistics read;
+- ``summary.csv`` / ``summary.json``: per scenario and variant, the mean over seeds with a 95%
+  two-level bootstrap interval (tasks within seeds, and seeds), and paired tests of MAE against
+  the shrunk bias baseline and the best other variant (``metarec.report.compare``);
+- ``table.md``: MeLU's Table 2 layout with the paper's rows, significance marks, and the
+  generated findings;
+- ``plot.png`` / ``plot.pdf``; ``timing.json``: the wall time of the whole command.
 
-Runs go to worker processes (``--jobs``, one torch thread each). Finished runs are kept in
-``runs.json`` with a hash of their resolved config: a re-run skips them unless their config
-changed, so an interrupted reproduction resumes where it stopped.
+With ``--data-seeds`` each seed also sets ``data.seed``: which users are held out and which
+ratings are query vary with it, and the intervals include that. Runs go to worker processes
+(``--jobs``, one torch thread each). Finished runs are kept in ``runs.json`` with a hash of
+their resolved config: a re-run skips them unless their config changed.
 """
 
 from __future__ import annotations
@@ -21,8 +26,6 @@ import csv
 import hashlib
 import io
 import json
-import math
-import statistics
 import time
 import traceback
 from collections.abc import Iterable
@@ -34,16 +37,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from metarec.config import ConfigError, load_config, to_yaml
-from metarec.data.datamodule import SCENARIOS
-from metarec.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from metarec.metrics import confidence_interval
+from metarec.io import atomic_write_json, atomic_write_text
 from metarec.report import PAPER
+from metarec.report.compare import LEGEND, METRICS, TABLE_METRICS, aggregate, findings, table_lines
+from metarec.report.plot import plot
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TEXTS = ("none", "join")  # item.text variants of every learner that reads item features
-# mae_round: MAE of predictions rounded to the rating scale (see metarec.metrics.task_metrics).
-TABLE_METRICS = ("mae", "mae_round", "ndcg@1", "ndcg@3")
-METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
+# Warm-protocol passes (task.warm): heldout and seen share one training; warmup trains on less.
+WARM_PASSES = ("heldout,seen", "warmup")
+# The project's goal for the warm-up protocol's MAE, by dataset (stated, not promised).
+GOALS = {"melu-ml1m": 0.70}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class Run:
     text: str
     seed: int
     config: Path
+    warm: str = "heldout"  # task.warm, comma-separated
+    data_seed: bool = False  # data.seed follows the seed
 
 
 def experiments_folder(dataset: str, root: Path | None = None) -> Path:
@@ -67,11 +73,18 @@ def experiments_folder(dataset: str, root: Path | None = None) -> Path:
 
 
 def plan(
-    folder: Path, methods: Iterable[str] | None, seeds: int, texts: Iterable[str] = TEXTS
+    folder: Path,
+    methods: Iterable[str] | None,
+    seeds: int,
+    texts: Iterable[str] = TEXTS,
+    warms: Iterable[str] = ("heldout",),
+    data_seeds: bool = False,
 ) -> list[Run]:
-    """Every (method, text, seed) to run. A learner that cannot read item text (an ID-only
-    model) runs once per seed with none; an experiment that sets ``item.text`` itself (the
-    text-only ``textsim``) runs with that setting only."""
+    """Every (method, text, warm pass, seed) to run. A learner that cannot read item text (an
+    ID-only model) runs once per seed with none; an experiment that sets ``item.text`` itself
+    (the text-only ``textsim``) runs with that setting only, and one that sets ``task.warm``
+    (``melu_paper``) with its own warm protocols only."""
+    from metarec.config.load import read_yaml_mapping
     from metarec.learners import LEARNERS
 
     available = sorted(path.stem for path in folder.glob("*.yaml"))
@@ -84,20 +97,27 @@ def plan(
     runs = []
     for method in methods:
         path = folder / f"{method}.yaml"
-        cfg = load_config(path)
-        if cfg.item.text != "none":
+        cfg, raw = load_config(path), read_yaml_mapping(path)
+        if "text" in (raw.get("item") or {}):
             variants = [cfg.item.text]
         elif LEARNERS.get(cfg.learner.name).reads_item_text:
             variants = list(texts)
         else:
             variants = ["none"]
-        runs += [Run(method, text, seed, path) for text in variants for seed in range(seeds)]
+        own_warm = "warm" in (raw.get("task") or {})
+        passes = [",".join(cfg.task.warm)] if own_warm else list(warms)
+        runs += [Run(method, text, seed, path, warm, data_seeds)
+                 for warm in passes for text in variants for seed in range(seeds)]  # fmt: skip
     return runs
 
 
 def run_overrides(run: Run, overrides: list[str], out: Path) -> list[str]:
-    """The ``key=value`` settings of one run: the command's, then its text, seed and folder."""
-    return [*overrides, f"item.text={run.text}", f"seed={run.seed}",
+    """The ``key=value`` settings of one run: the command's, then its warm protocols, text,
+    seed (and data seed) and folder. The warm-up pass scores the warm scenario only: its cold
+    scenarios would repeat the other pass's on a model trained on fewer ratings."""
+    warm = [f"task.warm=[{run.warm}]"] + (["task.cold=false"] if run.warm == "warmup" else [])
+    data_seed = [f"data.seed={run.seed}"] if run.data_seed else []
+    return [*overrides, *warm, f"item.text={run.text}", f"seed={run.seed}", *data_seed,
             f"output_dir={out / 'runs'}", "trainer.progress_bar=false"]  # fmt: skip
 
 
@@ -125,7 +145,8 @@ def execute(run: Run, overrides: list[str], out: Path, digest: str) -> list[dict
     """Train one run; one row per scenario, or one ``failed`` row with the error."""
     from metarec.train import train
 
-    key = {"method": run.method, "text": run.text, "seed": run.seed, "config": digest}
+    key = {"method": run.method, "text": run.text, "seed": run.seed, "warm": run.warm,
+           "config": digest}  # fmt: skip
     try:
         result = train(load_config(run.config, run_overrides(run, overrides, out)))
     except Exception as err:  # reported in the table as failed, never dropped
@@ -138,6 +159,7 @@ def execute(run: Run, overrides: list[str], out: Path, digest: str) -> list[dict
             "status": "ok",
             "seconds": round(result.seconds, 1),
             "val_mae": result.val_mae,
+            "run_dir": str(result.run_dir),
             **values,
         }  # fmt: skip
         for scenario, values in result.metrics.items()
@@ -158,8 +180,8 @@ def load_rows(out: Path) -> list[dict]:
 def write_rows(out: Path, rows: list[dict]) -> None:
     """``runs.json`` and ``runs.csv``, atomically (after every finished run)."""
     atomic_write_json(out / "runs.json", rows)
-    fields = ["method", "text", "seed", "scenario", "status", "seconds", "val_mae", *METRICS,
-              "n_tasks", "config"]  # fmt: skip
+    fields = ["method", "text", "seed", "warm", "scenario", "status", "seconds", "val_mae",
+              *METRICS, "n_tasks", "config", "run_dir"]  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -176,9 +198,10 @@ def run_all(
     done: dict[tuple, list[dict]] = {}
     for row in load_rows(out):
         if row["status"] == "ok":
-            key = (row["method"], row["text"], row["seed"], row["config"])
+            key = (row["method"], row["text"], row["seed"], row.get("warm"), row["config"])
             done.setdefault(key, []).append(row)
-    results = {run: done.get((run.method, run.text, run.seed, digests[run])) for run in runs}
+    results = {run: done.get((run.method, run.text, run.seed, run.warm, digests[run]))
+               for run in runs}  # fmt: skip
     todo = [run for run in runs if not results[run]]
 
     def save() -> None:
@@ -206,117 +229,35 @@ def run_all(
     return [row for run in runs for row in results[run] or []]
 
 
-def aggregate(rows: list[dict]) -> list[dict]:
-    """Per (method, text, scenario): mean and 95% interval over seeds of every metric, the
-    number of seeds that finished and the failures' messages."""
-    variants = list(dict.fromkeys((row["method"], row["text"]) for row in rows))
-    summary = []
-    for method, text in variants:
-        mine = [row for row in rows if (row["method"], row["text"]) == (method, text)]
-        failed = sorted({row["status"] for row in mine if row["status"] != "ok"})
-        n_failed = len({row["seed"] for row in mine if row["status"] != "ok"})
-        for scenario in SCENARIOS:
-            ok = [row for row in mine if row.get("scenario") == scenario and row["status"] == "ok"]
-            entry = {"method": method, "text": text, "scenario": scenario, "seeds": len(ok),
-                     "failed": n_failed, "errors": failed}  # fmt: skip
-            if not ok and not failed:
-                continue  # a scenario this kind of task does not have
-            entry["seconds"] = statistics.mean(row["seconds"] for row in ok) if ok else None
-            for metric in METRICS:
-                values = [row[metric] for row in ok if _finite(row.get(metric))]
-                entry[metric] = statistics.mean(values) if values else None
-                entry[f"{metric}_ci"] = confidence_interval(values) if len(values) > 1 else None
-            summary.append(entry)
-    return summary
-
-
-def _finite(value) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-def _cell(entry: dict, metric: str) -> str:
-    if not entry.get("seeds"):
-        return "failed"
-    value, ci = entry.get(metric), entry.get(f"{metric}_ci")
-    if value is None:
-        return "–"
-    return f"{value:.4f}" if ci is None else f"{value:.4f} ± {ci:.4f}"
-
-
-def paper_table(summary: list[dict], dataset: str, title: str) -> str:
-    """Markdown laid out like MeLU's Table 2: per scenario, the paper's rows then ours."""
-    paper = PAPER.get(dataset, {})
-    header = ["scenario", "method", "item text", *TABLE_METRICS, "seeds"]
-    lines = [f"# {title}", "", "Ours: mean ± 95% Student-t interval over seeds; identical tasks "
-             "for every method. Paper: MeLU (Lee et al., KDD 2019), Table 2.", ""]  # fmt: skip
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    failures = []
-    for scenario in SCENARIOS:
-        for method, results in paper.items():
-            values = results.get(scenario, {})
-            cells = [f"{values[m]:.4f}" if m in values else "–" for m in TABLE_METRICS]
-            lines.append(f"| {scenario} | {method} | – | " + " | ".join(cells) + " | – |")
-        for entry in (e for e in summary if e["scenario"] == scenario):
-            failed = f" ({entry['failed']} failed)" if entry["failed"] else ""
-            seeds = f"{entry['seeds']}{failed}"
-            cells = [_cell(entry, metric) for metric in TABLE_METRICS]
-            lines.append(f"| {scenario} | {entry['method']} | {entry['text']} | "
-                         + " | ".join(cells) + f" | {seeds} |")  # fmt: skip
-            failures += [(entry["method"], entry["text"], error) for error in entry["errors"]]
-    if failures:
-        lines += ["", "Failed runs:", ""]
-        lines += [f"- {m} (item.text={t}): {e}" for m, t, e in dict.fromkeys(failures)]
-    return "\n".join(lines) + "\n"
-
-
-def plot(summary: list[dict], path: Path, title: str) -> None:
-    """MAE and nDCG@3 per scenario (columns) and method (rows of each panel), error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scenarios = [s for s in SCENARIOS if any(e["scenario"] == s for e in summary)]
-    variants = list(dict.fromkeys((e["method"], e["text"]) for e in summary))
-    labels = [method if text == "none" else f"{method} +{text}" for method, text in variants]
-    size = (3.2 * len(scenarios), 0.28 * len(variants) + 3)
-    fig, axes = plt.subplots(2, len(scenarios), figsize=size, sharey=True, squeeze=False)
-    for row, metric in enumerate(("mae", "ndcg@3")):
-        for col, scenario in enumerate(scenarios):
-            axis = axes[row][col]
-            by_variant = {(e["method"], e["text"]): e for e in summary if e["scenario"] == scenario}
-            for y, variant in enumerate(variants):
-                entry = by_variant.get(variant, {})
-                if entry.get(metric) is None:
-                    axis.plot([], [])
-                    continue
-                axis.errorbar(entry[metric], y, xerr=entry.get(f"{metric}_ci") or 0, fmt="o",
-                              color="C1" if variant[0] == "mean" else "C0", capsize=2)  # fmt: skip
-            axis.set_title(f"{scenario}: {metric.upper()}", fontsize=9)
-            axis.grid(axis="x", alpha=0.3)
-    for axis in axes[:, 0]:
-        axis.set_yticks(range(len(variants)), labels, fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def write_report(out: Path, rows: list[dict], dataset: str, title: str) -> str:
-    """``summary.csv``, ``table.md`` and ``plot.png`` from the rows; the table's text."""
+    """``summary.csv``/``.json``, ``table.md`` and ``plot.png``/``.pdf`` from the rows; the
+    table's text."""
     summary = aggregate(rows)
-    fields = ["method", "text", "scenario", "seeds", "failed", "seconds"]
-    fields += [name for metric in METRICS for name in (metric, f"{metric}_ci")]
+    atomic_write_json(out / "summary.json", summary)
+    fields = ["scenario", "method", "text", "seeds", "failed", "seconds"]
+    fields += [f"{m}{end}" for m in TABLE_METRICS for end in ("", "_low", "_high")]
+    fields += [m for m in METRICS if m not in TABLE_METRICS]
+    fields += ["mae_diff_vs_reference", "p_vs_reference", "best_other",
+               "mae_diff_vs_best_other", "p_vs_best_other"]  # fmt: skip
+    flat = []
+    for entry in summary:
+        row = dict(entry)
+        for name in ("reference", "best_other"):
+            test = entry.get(f"vs_{name}") or {}
+            row[f"mae_diff_vs_{name}"], row[f"p_vs_{name}"] = test.get("diff"), test.get("p")
+        flat.append(row)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(summary)
+    writer.writerows(flat)
     atomic_write_text(out / "summary.csv", buffer.getvalue())
-    table = paper_table(summary, dataset, title)
+    paper = PAPER.get(dataset, {})
+    notes = findings(summary, paper, GOALS.get(dataset))
+    lines = [f"# {title}", "", LEGEND, "", *table_lines(summary, paper), "",
+             "Findings (generated from these results):", "", *notes]  # fmt: skip
+    table = "\n".join(lines) + "\n"
     atomic_write_text(out / "table.md", table)
-    plot(summary, out / "plot.png", title)
+    plot(summary, paper, out / "plot.png", title)
     return table
 
 
@@ -329,17 +270,23 @@ def reproduce(
     out: Path | None = None,
     jobs: int = 1,
     progress: bool = True,
+    warms: list[str] | None = None,
+    data_seeds: bool = False,
 ) -> tuple[list[dict], str, float]:
-    """Run (or resume) the whole table; the rows, the Markdown table and the wall time."""
+    """Run (or resume) the whole table; the rows, the Markdown table and the wall time.
+    ``warms``: the warm-protocol passes (default ``WARM_PASSES``); ``data_seeds``: each seed
+    also sets ``data.seed``."""
     start = time.perf_counter()
     folder = experiments_folder(dataset)
     out = Path(out or Path("results") / folder.name)
     overrides = list(overrides or [])
-    runs = plan(folder, methods, seeds, texts or TEXTS)
+    runs = plan(folder, methods, seeds, texts or TEXTS, warms or WARM_PASSES, data_seeds)
     rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
     seconds = time.perf_counter() - start
-    ran = len({(row["method"], row["text"], row["seed"]) for row in rows})
-    title = f"{dataset}: {len(runs)} runs ({seeds} seeds), {' '.join(overrides) or 'defaults'}"
+    ran = len({(row["method"], row["text"], row["seed"], row.get("warm")) for row in rows})
+    seeding = "data seeds varied" if data_seeds else "one data split"
+    title = (f"{dataset}: {len(runs)} runs ({seeds} seeds, {seeding}), "
+             f"{' '.join(overrides) or 'defaults'}")  # fmt: skip
     table = write_report(out, rows, load_config(runs[0].config).data.name, title)
     atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "runs": ran,
                                             "jobs": jobs, "seeds": seeds})  # fmt: skip
@@ -361,7 +308,8 @@ def update_readme(readme: Path, folder: Path) -> None:
     table = (folder / "table.md").read_text().split("\n", 2)[2]  # drop the title line
     timing = json.loads((folder / "timing.json").read_text())
     body = (f"\n{table}\nWall time: {timing['seconds'] / 60:.1f} min for {timing['runs']} runs "
-            f"({timing['jobs']} worker processes). Plot: `{folder}/plot.png`.\n")  # fmt: skip
+            f"({timing['jobs']} worker processes). Plot: `{folder}/plot.png` "
+            "(and `.pdf`).\n")  # fmt: skip
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
     atomic_write_text(readme, before + start + body + end + after)

@@ -75,7 +75,7 @@ class Sweep:
 
 def logged_metrics() -> set[str]:
     """Every metric name a run writes to ``summary.json`` (as Lightning logs it)."""
-    from metarec.data.datamodule import SCENARIOS
+    from metarec.data.datamodule import ALL_SCENARIOS
     from metarec.metrics import binary_task_metrics, task_metrics
 
     preds = torch.tensor([[4.0, 2.0]])
@@ -84,7 +84,7 @@ def logged_metrics() -> set[str]:
         *task_metrics(preds, preds, mask, levels=preds.unique()),  # with mae_round
         *binary_task_metrics(preds / 5, preds > 3, mask, 0.5),
     ]
-    scenarios = ["val", *(f"test/{scenario}" for scenario in SCENARIOS)]
+    scenarios = ["val", *(f"test/{scenario}" for scenario in ALL_SCENARIOS)]
     return {f"{prefix}/{name}" for prefix in scenarios for name in names} | {"time/seconds"}
 
 

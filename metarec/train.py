@@ -18,6 +18,7 @@ from metarec.data.itemtext import attach_item_text
 from metarec.distributed import lightning_strategy
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
+from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
 from metarec.report import markdown_table
 from metarec.resume import RandomState, resume_target, write_versions
 from metarec.tracking import finish, make_wandb_logger
@@ -218,12 +219,15 @@ def _fit_and_evaluate(
         learner.load_state_dict(state["state_dict"])
     val = best_val.best if learner.trainable else validate(learner, tasks, cfg)
     metrics = evaluate(learner, tasks, cfg)
+    per_task = learner.test_per_task
     seconds = time.perf_counter() - start
     summary = summary_metrics(val, metrics, seconds)
     if not writer:  # every process has the metrics; rank 0 alone writes the run folder
         return summary, metrics, {}, seconds
     baseline = bias_baseline(tasks, cfg.task)
     atomic_write_json(run_dir / "metrics.json", metrics)
+    ids = {scenario: tasks.test[scenario].user_ids for scenario in per_task}
+    write_per_task(run_dir / PER_TASK_FILE, per_task, ids)
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_json(run_dir / "baseline_metrics.json", baseline)
     atomic_write_text(run_dir / "table.md", markdown_table(cfg, metrics, baseline, seconds))

@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import metarec.train
 from metarec import reproduce as rep
 from metarec.cli import main
 from metarec.config import ConfigError
-from metarec.metrics import confidence_interval
+from metarec.data.schema import DataError
+from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
+from metarec.report.compare import TABLE_METRICS, findings, table_lines, wins
 from tests.conftest import SMALL
 
 FAST = [*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+HELDOUT = {"warms": ["heldout"]}  # one warm pass: the tests of running and resuming
 
 
 @pytest.fixture
@@ -63,24 +69,26 @@ def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(
     monkeypatch.setattr(metarec.train, "train", train)
     out = tmp_path / "out"
     rows, table, _ = rep.reproduce("synthetic", seeds=2, methods=["mean", "ridge"],
-                                   overrides=FAST, out=out, progress=False)  # fmt: skip
+                                   overrides=FAST, out=out, progress=False, **HELDOUT)  # fmt: skip
     assert [r for r in rows if r["status"] != "ok"] == [
         r for r in rows if r["status"] == "failed: RuntimeError: out of memory"
     ]
     assert "| warm | ridge | join |" in table and "1 (1 failed)" in table
     assert "ridge (item.text=join): failed: RuntimeError: out of memory" in table
-    # The summary is the mean and t-interval of the runs' own numbers.
+    # The summary's mean is that of the runs' own numbers, within its bootstrap interval.
     summary = {(e["method"], e["text"], e["scenario"]): e for e in rep.aggregate(rows)}
     maes = [r["mae"] for r in rows if r["method"] == "ridge" and r["text"] == "none"
             and r.get("scenario") == "new_user"]  # fmt: skip
     entry = summary[("ridge", "none", "new_user")]
-    assert len(maes) == 2 and entry["mae"] == pytest.approx(statistics.mean(maes))
-    assert entry["mae_ci"] == pytest.approx(confidence_interval(maes))
+    assert len(maes) == 2 and entry["mae"] == pytest.approx(statistics.mean(maes), abs=1e-12)
+    assert entry["mae_low"] < entry["mae"] < entry["mae_high"]
+    assert entry["reference"] == "mean" and 0 < entry["vs_reference"]["p"] <= 1
     assert summary[("ridge", "join", "new_user")]["seeds"] == 1
     saved = json.loads((out / "runs.json").read_text())
     assert saved == json.loads(json.dumps(rows))
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "summary.csv").read_text().startswith("method,text,scenario,seeds")
+    assert (out / "plot.pdf").read_bytes()[:4] == b"%PDF"
+    assert (out / "summary.csv").read_text().startswith("scenario,method,text,seeds")
 
 
 def test_a_rerun_keeps_finished_runs_and_reruns_failed_or_changed_ones(
@@ -98,20 +106,20 @@ def test_a_rerun_keeps_finished_runs_and_reruns_failed_or_changed_ones(
 
     monkeypatch.setattr(metarec.train, "train", train)
     first, _, _ = rep.reproduce("synthetic", seeds=2, methods=["mean"], overrides=FAST, out=out,
-                                progress=False)  # fmt: skip
+                                progress=False, **HELDOUT)  # fmt: skip
     assert calls == [("mean", 0), ("mean", 1)]
     second, _, _ = rep.reproduce("synthetic", seeds=2, methods=["mean"], overrides=FAST,
-                                 out=out, progress=False)  # fmt: skip
+                                 out=out, progress=False, **HELDOUT)  # fmt: skip
     assert calls[2:] == [("mean", 1)]  # only the failed run ran again
     assert [r for r in second if r["seed"] == 0] == [r for r in first if r["seed"] == 0]
     rep.reproduce("synthetic", seeds=2, methods=["mean"], out=out, progress=False,
-                  overrides=[*FAST, "learner.kind=item"])  # fmt: skip
+                  overrides=[*FAST, "learner.kind=item"], **HELDOUT)  # fmt: skip
     assert calls[3:] == [("mean", 0), ("mean", 1)]  # another config: both again
 
 
 def test_two_worker_processes_give_the_same_numbers_as_one(experiments, tmp_path):
     args = {"seeds": 1, "methods": ["ridge"], "texts": ["none"], "overrides": FAST,
-            "progress": False}  # fmt: skip
+            "progress": False, **HELDOUT}  # fmt: skip
     one, _, _ = rep.reproduce("synthetic", out=tmp_path / "one", jobs=1, **args)
     two, _, _ = rep.reproduce("synthetic", out=tmp_path / "two", jobs=2, **args)
     assert [r["mae"] for r in one] == [r["mae"] for r in two]
@@ -119,7 +127,9 @@ def test_two_worker_processes_give_the_same_numbers_as_one(experiments, tmp_path
 
 def test_results_command_refills_the_readme_block(experiments, tmp_path, capsys):
     out = tmp_path / "results" / "synthetic"
-    rep.reproduce("synthetic", seeds=1, methods=["mean"], overrides=FAST, out=out, progress=False)
+    rep.reproduce(
+        "synthetic", seeds=1, methods=["mean"], overrides=FAST, out=out, progress=False, **HELDOUT
+    )
     readme = tmp_path / "README.md"
     start = rep.README_START.format(name="synthetic", folder=out)
     readme.write_text(f"# Title\n\n{start}\nold table\n{rep.README_END.format(name='synthetic')}\n"
@@ -152,3 +162,85 @@ def test_cached_tasks_give_the_same_numbers_as_fresh_ones(tmp_path, monkeypatch)
     assert cached == fresh
     run("ridge", text="replace")  # a third variant evicts the oldest
     assert len(metarec.train.TASK_CACHE) == 2
+
+
+def test_every_warm_pass_and_data_seed_is_planned_and_scored(experiments, tmp_path):
+    (experiments / "paper.yaml").write_text(
+        "name: p\ndata:\n  name: synthetic\ntask:\n  warm: [heldout, seen]\n"
+        "item:\n  text: none\nlearner:\n  name: ridge\n"
+    )
+    runs = rep.plan(experiments, ["ridge", "paper"], seeds=2, texts=["none"],
+                    warms=rep.WARM_PASSES, data_seeds=True)  # fmt: skip
+    assert {(r.method, r.warm) for r in runs} == {("ridge", "heldout,seen"), ("ridge", "warmup"),
+                                                   ("paper", "heldout,seen")}  # fmt: skip
+    warmup = next(r for r in runs if r.warm == "warmup" and r.seed == 1)
+    settings = rep.run_overrides(warmup, [], tmp_path)
+    assert {"task.warm=[warmup]", "task.cold=false", "data.seed=1", "seed=1"} <= set(settings)
+    rows, table, _ = rep.reproduce("synthetic", seeds=2, methods=["mean", "ridge"], texts=["none"],
+                                   overrides=FAST, out=tmp_path / "out", progress=False,
+                                   data_seeds=True)  # fmt: skip
+    scored = {(r["method"], r["warm"], r["scenario"]) for r in rows}
+    assert ("ridge", "warmup", "warm_warmup") in scored and (
+        "ridge",
+        "heldout,seen",
+        "warm_seen",
+    ) in scored
+    assert not {s for m, w, s in scored if w == "warmup"} - {"warm_warmup"}
+    for scenario in ("| warm_seen | ridge |", "| warm_warmup | mean |", "| new_item | ridge |"):
+        assert scenario in table
+    # data.seed follows the seed: the held-out users differ between seeds.
+    warm = [r for r in rows if r["scenario"] == "warm" and r["method"] == "mean"]
+    users = [read_per_task(Path(r["run_dir"]) / PER_TASK_FILE)["warm"]["task"] for r in warm]
+    assert len(users) == 2 and users[0] != users[1]
+
+
+def _fake_runs(folder: Path, maes: dict[str, list[np.ndarray]], tasks=None) -> list[dict]:
+    """runs.json rows and per-task files of methods with the given per-task MAEs per seed."""
+    rows = []
+    for method, seeds in maes.items():
+        for seed, values in enumerate(seeds):
+            run_dir = folder / f"{method}-{seed}"
+            ids = tasks or [f"u{k}" for k in range(len(values))]
+            columns = {name: torch.tensor(values) for name in TABLE_METRICS}
+            write_per_task(run_dir / PER_TASK_FILE, {"new_user": columns},
+                           {"new_user": ids})  # fmt: skip
+            rows.append({"method": method, "text": "none", "seed": seed, "warm": "heldout",
+                         "scenario": "new_user", "status": "ok", "seconds": 1.0,
+                         "run_dir": str(run_dir), **{m: float(np.mean(values))
+                                                     for m in TABLE_METRICS}})  # fmt: skip
+    return rows
+
+
+def test_only_a_paired_significant_margin_is_marked_and_stated(tmp_path):
+    rng = np.random.default_rng(0)
+    base = [rng.uniform(0.3, 1.5, 600) for _ in range(3)]
+    maes = {"shrunk": base,
+            "good": [tasks - 0.03 + rng.normal(0, 0.02, 600) for tasks in base],
+            "noise": [tasks + rng.normal(0, 0.05, 600) for tasks in base]}  # fmt: skip
+    summary = rep.aggregate(_fake_runs(tmp_path, maes))
+    entry = {e["method"]: e for e in summary}
+    assert wins(entry["good"], "vs_reference") and wins(entry["good"], "vs_best_other")
+    assert not wins(entry["noise"], "vs_reference") and entry["noise"]["vs_reference"]["p"] > 0.01
+    lines = table_lines(summary, {})
+    assert any("| good |" in line and "▲★" in line for line in lines)
+    assert not any("| noise |" in line and ("▲" in line or "▼" in line) for line in lines)
+    (finding,) = findings(summary, {})
+    assert "best `good`" in finding and "a significant margin" in finding
+    assert "Significantly below the bias baseline `shrunk` (p < 0.01): `good`." in finding
+
+
+def test_no_learner_below_the_baseline_is_said_plainly(tmp_path):
+    rng = np.random.default_rng(1)
+    base = [rng.uniform(0.3, 1.5, 300) for _ in range(2)]
+    worse = [tasks + 0.02 + rng.normal(0, 0.01, 300) for tasks in base]
+    (finding,) = findings(rep.aggregate(_fake_runs(tmp_path, {"shrunk": base, "maml": worse})), {})
+    assert "No learner beats the bias baseline `shrunk` with p < 0.01" in finding
+
+
+def test_runs_on_different_tasks_are_not_compared(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = _fake_runs(tmp_path / "a", {"shrunk": [rng.uniform(0, 1, 5)]})
+    rows += _fake_runs(tmp_path / "b", {"maml": [rng.uniform(0, 1, 5)]},
+                       tasks=["x0", "x1", "x2", "x3", "x4"])  # fmt: skip
+    with pytest.raises(DataError, match="different tasks for seed 0"):
+        rep.aggregate(rows)

@@ -105,6 +105,31 @@ class TaskConfig:
     support_size: int = setting(
         10, "task.unit=item: users in an item's support set (its query: query_size others)"
     )
+    warm: list[str] = setting(
+        ["heldout"],
+        "warm protocols scored: heldout (scenario 'warm': warm users never meta-trained on), "
+        "seen (MeLU's: 'warm_seen', the meta-training users' own tasks, in-sample; the same "
+        "training as heldout), warmup (MetaHIN's: 'warm_warmup', each meta-training user's "
+        "query_size held-out ratings, the rest their support set; training never reads them)",
+    )
+    cold: bool = setting(True, "score the cold scenarios (new users, new items, both new)")
+
+    WARM_PROTOCOLS = ("heldout", "seen", "warmup")
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.warm if name not in self.WARM_PROTOCOLS]
+        if unknown or not self.warm:
+            raise ValueError(
+                f"key 'task.warm': {unknown or 'an empty list'} is not a list of "
+                f"{', '.join(self.WARM_PROTOCOLS)}"
+            )
+        if "warmup" in self.warm and len(self.warm) > 1:
+            raise ValueError(
+                "key 'task.warm': warmup meta-trains on fewer ratings than heldout and seen, "
+                "so it cannot be scored in the same run; use task.warm=[warmup] alone"
+            )
+        if self.unit == "item" and list(self.warm) != ["heldout"]:
+            raise ValueError("key 'task.warm': item tasks (task.unit=item) score heldout only")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from metarec.config.schema import DataConfig, TaskConfig
 from metarec.data.schema import STATES, DataError, RecDataset
 from metarec.data.synthetic import make_synthetic
-from metarec.data.tasks import TaskSet, build_tasks, split_users
+from metarec.data.tasks import TaskSet, build_tasks, split_users, warmup_split
 from metarec.distributed import MetaBatchSampler, shard
 
 # Evaluation scenario -> the MeLU state it is drawn from.
@@ -26,6 +26,11 @@ SCENARIOS = {
 }
 # Item tasks are evaluated where the items are new (and on held-out warm items).
 ITEM_SCENARIOS = ("warm", "new_item", "new_user_item")
+# Warm protocol (``task.warm``) -> its scenario: held-out users, MeLU's in-sample training
+# users, MetaHIN's seen users with unseen ratings.
+WARM_SCENARIOS = {"heldout": "warm", "seen": "warm_seen", "warmup": "warm_warmup"}
+# Every scenario a run can report, in table order.
+ALL_SCENARIOS = ("warm", "warm_seen", "warm_warmup", "new_user", "new_item", "new_user_item")
 
 
 def data_root(cfg: DataConfig) -> Path:
@@ -89,11 +94,23 @@ class ColdStartTasks:
             if state in {SCENARIOS[name] for name in scenarios}
         }
         warm = task_sets["warm_state"]
-        val, test, train = split_users(len(warm), (cfg.val_fraction, cfg.test_fraction), cfg.seed)
-        self.train, self.val = warm.subset(train), warm.subset(val)
-        self.test = {"warm": warm.subset(test)}
+        self.test: dict[str, TaskSet] = {}
+        if "warmup" in task.warm:  # every warm user but the validation ones is meta-trained
+            val, train = split_users(len(warm), (cfg.val_fraction,), cfg.seed)
+            self.val = warm.subset(val)
+            self.train, self.test["warm_warmup"] = warmup_split(
+                warm.subset(train), cfg.query_size, seed=[cfg.seed, len(STATES)]
+            )
+        else:
+            fractions = (cfg.val_fraction, cfg.test_fraction)
+            val, test, train = split_users(len(warm), fractions, cfg.seed)
+            self.train, self.val = warm.subset(train), warm.subset(val)
+            if "heldout" in task.warm:
+                self.test["warm"] = warm.subset(test)
+            if "seen" in task.warm:  # in-sample: the very tasks meta-training read
+                self.test["warm_seen"] = self.train
         for scenario in scenarios:
-            if scenario != "warm":
+            if scenario != "warm" and task.cold:
                 self.test[scenario] = task_sets[SCENARIOS[scenario]]
 
     # A scale with at most this many distinct ratings is discrete (MovieLens: 1..5 stars).

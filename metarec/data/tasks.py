@@ -123,3 +123,49 @@ def split_users(n_tasks: int, fractions: tuple[float, ...], seed: int) -> list[n
         start += size
     parts.append(np.sort(order[start:]))
     return parts
+
+
+def _rows(values: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+    return [row[keep].numpy() for row, keep in zip(values, mask, strict=True)]
+
+
+def warmup_split(tasks: TaskSet, query_size: int, seed: int | list[int]) -> tuple[TaskSet, TaskSet]:
+    """MetaHIN's warm-up protocol over warm tasks: (meta-training tasks, test tasks).
+
+    Each task's query ratings are the user's held-out test ratings; its support ratings are
+    the user's training ratings. The test task adapts on all training ratings and predicts the
+    held-out ones. The meta-training task reads the training ratings only: a seeded
+    ``min(query_size, n // 2)`` of them are its query, the rest its support, so that every
+    tested user is meta-trained on, however few ratings they have.
+    """
+    fewest = int(tasks.support_mask.sum(1).min()) if len(tasks) else 0
+    if fewest < 2:
+        raise DataError(
+            f"task.warm=warmup: a warm user has {fewest} rating(s) beside the {query_size} "
+            "held out, too few to meta-train on; raise data.min_ratings"
+        )
+    rng = np.random.default_rng(seed)
+    items = _rows(tasks.support_item, tasks.support_mask)
+    ratings = _rows(tasks.support_rating, tasks.support_mask)
+    fit = {key: [] for key in ("support_item", "support_rating", "query_item", "query_rating")}
+    for task_items, task_ratings in zip(items, ratings, strict=True):
+        order = rng.permutation(len(task_items))
+        cut = min(query_size, len(order) // 2)
+        query, support = order[:cut], order[cut:]
+        fit["support_item"].append(task_items[support])
+        fit["support_rating"].append(task_ratings[support])
+        fit["query_item"].append(task_items[query])
+        fit["query_rating"].append(task_ratings[query])
+    support_item, support_mask = _pad(fit["support_item"], torch.long)
+    query_item, query_mask = _pad(fit["query_item"], torch.long)
+    train = TaskSet(
+        user_ids=list(tasks.user_ids),
+        user=tasks.user.clone(),
+        support_item=support_item,
+        support_rating=_pad(fit["support_rating"], torch.float32)[0],
+        support_mask=support_mask,
+        query_item=query_item,
+        query_rating=_pad(fit["query_rating"], torch.float32)[0],
+        query_mask=query_mask,
+    )
+    return train, tasks

@@ -123,6 +123,8 @@ class MetaLearner(L.LightningModule):
         self.for_task(TaskConfig())
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
         self.test_results: dict[str, dict[str, float | int]] = {}
+        # Each test scenario's per-task metrics (float64 columns, in task order).
+        self.test_per_task: dict[str, dict[str, torch.Tensor]] = {}
 
     def for_task(self, task: TaskConfig, levels: torch.Tensor | None = None) -> MetaLearner:
         """Set what the tasks predict (``task.*`` of the run config) and the rating scale's
@@ -197,7 +199,8 @@ class MetaLearner(L.LightningModule):
         return loss
 
     def evaluate_all(self, task_sets: dict) -> dict[str, dict[str, float | int]]:
-        """Metrics of every task set (by name) in one batch each, without a Trainer."""
+        """Metrics of every task set (by name) in one batch each, without a Trainer; the
+        per-task rows are kept in ``test_per_task``."""
         for scenario, task_set in task_sets.items():
             self._evaluate(task_set[torch.arange(len(task_set))], scenario)
         return self._summaries()
@@ -223,12 +226,13 @@ class MetaLearner(L.LightningModule):
     def _summaries(self) -> dict[str, dict[str, float | int]]:
         """Each scenario's summary over all its tasks: under several processes every rank
         evaluated its own shard, and the per-task rows are gathered (in task order) first."""
-        summaries = {}
+        summaries, self.test_per_task = {}, {}
         for scenario, chunks in self._outputs.items():
             keys = list(chunks[0])
             rows = torch.cat([torch.stack([chunk[key] for key in keys], 1) for chunk in chunks])
             rows = gather_rows(self, rows.to(torch.float64))
-            summaries[scenario] = summarize(dict(zip(keys, rows.unbind(1), strict=True)))
+            self.test_per_task[scenario] = dict(zip(keys, rows.unbind(1), strict=True))
+            summaries[scenario] = summarize(self.test_per_task[scenario])
         self._outputs = {}
         return summaries
 

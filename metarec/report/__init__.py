@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from metarec.config import RunConfig
-from metarec.data.datamodule import SCENARIOS
+from metarec.data.datamodule import ALL_SCENARIOS
 
 METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
 # With ``task.target: like`` the predictions are probabilities: ranking and classification.
@@ -53,7 +53,7 @@ def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> l
     if cfg.task.unit == "user" and cfg.task.target == "rating":
         methods.update(PAPER.get(cfg.data.name, {}))
     for method, results in methods.items():
-        for scenario in [name for name in SCENARIOS if name in metrics]:
+        for scenario in [name for name in ALL_SCENARIOS if name in metrics]:
             result = results.get(scenario, {})
             rows.append([method, scenario, *(_cell(result.get(m)) for m in metric_names(cfg)),
                          str(result.get("n_tasks", "–"))])  # fmt: skip

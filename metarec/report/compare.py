@@ -1,0 +1,249 @@
+"""A reproduction's rows -> per-variant estimates and paired tests -> table and findings.
+
+Every (method, item text) variant of a scenario is scored on identical tasks per seed (the
+seed also fixes the data split with ``--data-seeds``). From each run's ``per_task.csv.gz``:
+the mean over seeds and a 95% two-level bootstrap interval (tasks within seeds, and seeds;
+``metarec.metrics.paired``), and a paired bootstrap test of MAE against the reference (the
+shrunk bias baseline) and against the best other variant.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from metarec.data.datamodule import ALL_SCENARIOS
+from metarec.data.schema import DataError
+from metarec.metrics.paired import estimate, paired_test
+from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
+
+TABLE_METRICS = ("mae", "mae_round", "ndcg@1", "ndcg@3")
+METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
+REFERENCES = ("shrunk", "mean")  # the reference baseline: the first of these that ran
+ALPHA = 0.01  # a margin counts when its paired test gives p below this
+SCENARIO_LABELS = {
+    "warm": "warm, held-out users",
+    "warm_seen": "warm, seen users (in-sample; MeLU's protocol)",
+    "warm_warmup": "warm-up: seen users, unseen ratings (MetaHIN's protocol)",
+    "new_user": "new users",
+    "new_item": "new items",
+    "new_user_item": "new users and items",
+}
+
+
+def _per_task(rows: list[dict]) -> dict[tuple, dict[str, list]]:
+    """(method, text, seed, scenario) -> that run's per-task columns."""
+    cache: dict[str, dict] = {}
+    found = {}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        folder = row.get("run_dir")
+        if folder is None:
+            raise DataError(f"runs.json row {row['method']}/{row['text']}/seed {row['seed']} "
+                            "has no run_dir: re-run metarec reproduce")  # fmt: skip
+        if folder not in cache:
+            cache[folder] = read_per_task(Path(folder) / PER_TASK_FILE)
+        scenario = row["scenario"]
+        if scenario not in cache[folder]:
+            raise DataError(f"{Path(folder) / PER_TASK_FILE} has no scenario '{scenario}'")
+        found[(row["method"], row["text"], row["seed"], scenario)] = cache[folder][scenario]
+    return found
+
+
+def _paired(mine: dict[int, dict], other: dict[int, dict], names: tuple) -> dict | None:
+    """Paired test of MAE over the seeds both variants have; identical tasks required."""
+    seeds = sorted(set(mine) & set(other))
+    if not seeds:
+        return None
+    for seed in seeds:
+        if mine[seed]["task"] != other[seed]["task"]:
+            raise DataError(
+                f"{names[0]} and {names[1]} were scored on different tasks for seed {seed}; "
+                "every run of a comparison needs the same data settings"
+            )
+    test = paired_test([np.array(mine[s]["mae"]) for s in seeds],
+                       [np.array(other[s]["mae"]) for s in seeds])  # fmt: skip
+    return {"diff": test.diff, "low": test.low, "high": test.high, "p": test.p}
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Per (scenario, method, text): estimates of every table metric, run means of the other
+    metrics, failures, and MAE's paired tests against the reference and the best other."""
+    per_task = _per_task(rows)
+    variants = list(dict.fromkeys((row["method"], row["text"]) for row in rows))
+    summary = []
+    for scenario in ALL_SCENARIOS:
+        entries, tasks = {}, {}
+        for method, text in variants:
+            mine = [r for r in rows if (r["method"], r["text"]) == (method, text)]
+            ok = [r for r in mine if r.get("scenario") == scenario and r["status"] == "ok"]
+            failed = [r for r in mine if r["status"] != "ok"]
+            if not ok and not (failed and any(r.get("scenario") == scenario for r in rows)):
+                continue  # a scenario this variant's runs do not score
+            entry = {"scenario": scenario, "method": method, "text": text, "seeds": len(ok),
+                     "failed": len({r["seed"] for r in failed}),
+                     "errors": sorted({r["status"] for r in failed})}  # fmt: skip
+            entry["seconds"] = statistics.mean(r["seconds"] for r in ok) if ok else None
+            columns = {r["seed"]: per_task[(method, text, r["seed"], scenario)] for r in ok}
+            for metric in METRICS:
+                values = [r[metric] for r in ok if _finite(r.get(metric))]
+                entry[metric] = statistics.mean(values) if values else None
+            for metric in TABLE_METRICS:
+                if entry[metric] is None:
+                    continue
+                found = estimate([np.array(columns[s][metric]) for s in sorted(columns)])
+                entry[metric], entry[f"{metric}_low"], entry[f"{metric}_high"] = (
+                    found.mean, found.low, found.high)  # fmt: skip
+            entries[(method, text)], tasks[(method, text)] = entry, columns
+        reference = next(((m, "none") for m in REFERENCES if (m, "none") in tasks), None)
+        ranked = sorted((e["mae"], key) for key, e in entries.items() if e.get("mae") is not None)
+        for key, entry in entries.items():
+            if not entry["seeds"]:
+                continue
+            if reference and key != reference:
+                entry["reference"] = f"{reference[0]}"
+                entry["vs_reference"] = _paired(tasks[key], tasks[reference], (key, reference))
+            best = next((other for _, other in ranked if other != key), None)
+            if best:
+                entry["best_other"] = _label(*best)
+                entry["vs_best_other"] = _paired(tasks[key], tasks[best], (key, best))
+        summary += entries.values()
+    return summary
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _label(method: str, text: str) -> str:
+    return method if text == "none" else f"{method}+{text}"
+
+
+def wins(entry: dict, against: str) -> bool:
+    """Whether the entry's MAE is significantly (p < ``ALPHA``) lower than ``against``'s."""
+    test = entry.get(against)
+    return bool(test and test["diff"] < 0 and test["p"] < ALPHA)
+
+
+def _loses(entry: dict, against: str) -> bool:
+    test = entry.get(against)
+    return bool(test and test["diff"] > 0 and test["p"] < ALPHA)
+
+
+def _estimate_cell(entry: dict, metric: str) -> str:
+    if not entry.get("seeds"):
+        return "failed"
+    if entry.get(metric) is None:
+        return "–"
+    if f"{metric}_low" not in entry:
+        return f"{entry[metric]:.4f}"
+    return f"{entry[metric]:.4f} [{entry[f'{metric}_low']:.4f}, {entry[f'{metric}_high']:.4f}]"
+
+
+def _p(p: float) -> str:
+    return "<.0005" if p < 0.0005 else f"{p:.4f}".lstrip("0")
+
+
+def _test_cell(test: dict | None) -> str:
+    return "–" if not test else f"{test['diff']:+.4f} (p {_p(test['p'])})"
+
+
+def mae_cell(entry: dict) -> str:
+    """MAE with its interval and marks: ▲/▼ significantly below/above the reference,
+    ★ significantly below every other variant."""
+    marks = ("▲" if wins(entry, "vs_reference") else "▼" if _loses(entry, "vs_reference")
+             else "") + ("★" if wins(entry, "vs_best_other") else "")  # fmt: skip
+    return _estimate_cell(entry, "mae") + (f" {marks}" if marks else "")
+
+
+LEGEND = (
+    "Ours: mean over seeds [95% two-level bootstrap interval: tasks within each seed, and the "
+    "seeds, which also draw the data split]; identical tasks for every method within a seed. "
+    "Δ: the paired mean per-task MAE difference against the bias baseline (`shrunk`, item mean "
+    "and user offset with pseudo-counts picked on validation users; the plain `mean` where "
+    "`shrunk` did not run) and against the best other method, with its paired bootstrap "
+    f"p-value. ▲ / ▼: MAE significantly (p < {ALPHA}) below / above the bias baseline; ★: "
+    "significantly below every other "
+    "method. Paper: MeLU (Lee et al., KDD 2019), Table 2; its warm rows are scored on the "
+    "training users (in-sample), so they stand beside our seen-users rows."
+)
+
+
+def table_lines(summary: list[dict], paper: dict) -> list[str]:
+    """The Markdown rows: per scenario the paper's rows (where it has that protocol) and ours,
+    ours sorted by MAE."""
+    header = ["scenario", "method", "item text", "MAE", "MAE rounded", "nDCG@1", "nDCG@3",
+              "Δ MAE vs bias baseline", "Δ MAE vs best other", "seeds"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for scenario in ALL_SCENARIOS:
+        mine = [e for e in summary if e["scenario"] == scenario]
+        if not mine:
+            continue
+        paper_scenario = {"warm_seen": "warm", "warm": None, "warm_warmup": None}.get(
+            scenario, scenario)  # fmt: skip
+        for method, results in paper.items():
+            values = results.get(paper_scenario, {}) if paper_scenario else {}
+            if values:
+                cells = [f"{values[m]:.4f}" if m in values else "–" for m in TABLE_METRICS]
+                lines.append(f"| {scenario} | {method} | – | " + " | ".join(cells)
+                             + " | – | – | – |")  # fmt: skip
+        for entry in sorted(mine, key=lambda e: (e.get("mae") is None, e.get("mae") or 0)):
+            failed = f" ({entry['failed']} failed)" if entry["failed"] else ""
+            seeds = f"{entry['seeds']}{failed}"
+            cells = [mae_cell(entry), *(_estimate_cell(entry, m) for m in TABLE_METRICS[1:])]
+            best = entry.get("vs_best_other")
+            versus = f"{_test_cell(best)} vs {entry['best_other']}" if best else "–"
+            lines.append(f"| {scenario} | {entry['method']} | {entry['text']} | "
+                         + " | ".join(cells) + f" | {_test_cell(entry.get('vs_reference'))} | "
+                         f"{versus} | {seeds} |")  # fmt: skip
+    return lines
+
+
+def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None) -> list[str]:
+    """One generated sentence per scenario (best variant, its margin over the reference and
+    p-value, which variants beat the reference), then the failures: the only prose the README
+    states about these numbers."""
+    lines = []
+    for scenario in ALL_SCENARIOS:
+        mine = [e for e in summary if e["scenario"] == scenario and e.get("mae") is not None]
+        if not mine:
+            continue
+        best = min(mine, key=lambda e: e["mae"])
+        ref = next((e for m in REFERENCES for e in mine if (e["method"], e["text"]) == (m, "none")),
+                   None)  # fmt: skip
+        text = f"- **{SCENARIO_LABELS[scenario]}**: best `{_label(best['method'], best['text'])}` "
+        text += f"MAE {best['mae']:.4f} [{best['mae_low']:.4f}, {best['mae_high']:.4f}]"
+        if ref and best is not ref:
+            test = best["vs_reference"]
+            verdict = "a significant margin" if wins(best, "vs_reference") else (
+                f"not significant at p < {ALPHA}")  # fmt: skip
+            text += (f", {-test['diff']:.4f} below the bias baseline `{ref['method']}` "
+                     f"({ref['mae']:.4f}; "
+                     f"p {_p(test['p'])}, {verdict})")  # fmt: skip
+        elif ref:
+            text += f" — the bias baseline `{ref['method']}` itself; no learner is below it"
+        beating = [_label(e["method"], e["text"]) for e in mine if wins(e, "vs_reference")]
+        name = f"the bias baseline `{ref['method']}`" if ref else "a bias baseline (none ran)"
+        text += (f". Significantly below {name} (p < {ALPHA}): "
+                 f"{', '.join(f'`{b}`' for b in beating)}." if beating else
+                 f". **No learner beats {name} with p < {ALPHA}.**")  # fmt: skip
+        melu5 = paper.get("MeLU-5 (paper)", {}).get(
+            {"warm_seen": "warm"}.get(scenario, scenario), {}).get("mae")  # fmt: skip
+        if melu5 is not None and scenario != "warm" and scenario != "warm_warmup":
+            below = [_label(e["method"], e["text"]) for e in mine if e["mae_high"] < melu5]
+            text += f" Below MeLU-5's published {melu5:.4f} (whole interval): {len(below)} of "
+            text += f"{len(mine)} variants."
+        if scenario == "warm_warmup" and warmup_goal is not None:
+            met = best["mae"] <= warmup_goal
+            text += (f" Goal MAE <= {warmup_goal:.2f}: {'met' if met else 'not met'} "
+                     f"(best {best['mae']:.4f}).")  # fmt: skip
+        lines.append(text)
+    failed = sorted({(e["method"], e["text"], err) for e in summary for err in e["errors"]})
+    if failed:
+        lines += ["", "Failed runs:", ""]
+        lines += [f"- {m} (item.text={t}): {err}" for m, t, err in failed]
+    return lines

@@ -1,0 +1,79 @@
+"""The reproduction's figure: a panel per (metric, scenario), methods sorted by result.
+
+Each metric is a row of panels sharing one x-axis, its label saying which direction is
+better; the shrunk bias baseline and MeLU-5 (paper) are vertical reference lines; error bars
+are the two-level bootstrap intervals. Written as PNG and PDF.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from metarec.data.datamodule import ALL_SCENARIOS
+from metarec.io import atomic_write_bytes
+
+PLOT_METRICS = {"mae": ("MAE", "lower is better"), "ndcg@3": ("nDCG@3", "higher is better")}
+
+
+def _label(entry: dict) -> str:
+    return entry["method"] if entry["text"] == "none" else f"{entry['method']}+{entry['text']}"
+
+
+def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]:
+    """Write ``path`` (.png) and its .pdf twin; the two paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metarec.report.compare import REFERENCES
+
+    scenarios = [s for s in ALL_SCENARIOS if any(e["scenario"] == s for e in summary)]
+    rows = len(max(([e for e in summary if e["scenario"] == s] for s in scenarios), key=len))
+    fig, axes = plt.subplots(len(PLOT_METRICS), len(scenarios), sharex="row", squeeze=False,
+                             figsize=(3.4 * len(scenarios), 2 * (0.22 * rows + 1.2)))  # fmt: skip
+    melu5 = paper.get("MeLU-5 (paper)", {})
+    for row, (metric, (name, better)) in enumerate(PLOT_METRICS.items()):
+        for col, scenario in enumerate(scenarios):
+            axis = axes[row][col]
+            entries = [e for e in summary
+                       if e["scenario"] == scenario and e.get(metric) is not None]  # fmt: skip
+            entries.sort(key=lambda e: e[metric], reverse=metric != "mae")  # best on top
+            for y, entry in enumerate(reversed(entries)):
+                low, high = entry.get(f"{metric}_low"), entry.get(f"{metric}_high")
+                error = [[entry[metric] - low], [high - entry[metric]]] if low is not None else 0
+                is_ref = entry["method"] in REFERENCES
+                axis.errorbar(entry[metric], y, xerr=error, fmt="o", markersize=3, capsize=2,
+                              color="C1" if is_ref else "C0")  # fmt: skip
+            axis.set_yticks(range(len(entries)), [_label(e) for e in reversed(entries)],
+                            fontsize=6)  # fmt: skip
+            reference = next((e for m in REFERENCES for e in entries
+                              if (e["method"], e["text"]) == (m, "none")), None)  # fmt: skip
+            if reference:
+                axis.axvline(reference[metric], color="C1", linestyle="--", linewidth=1,
+                             label=f"{reference['method']} (bias baseline)")  # fmt: skip
+            paper_value = melu5.get({"warm_seen": "warm"}.get(scenario, scenario), {}).get(metric)
+            if paper_value is not None and scenario not in ("warm", "warm_warmup"):
+                axis.axvline(paper_value, color="C3", linestyle=":", linewidth=1,
+                             label="MeLU-5 (paper)")  # fmt: skip
+            axis.set_title(scenario, fontsize=8)
+            axis.set_xlabel(f"{name} ({better})", fontsize=7)
+            axis.tick_params(axis="x", labelsize=6)
+            axis.grid(axis="x", alpha=0.3)
+            if row == 0 and col == len(scenarios) - 1 and axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    written = []
+    for suffix in (".png", ".pdf"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix[1:], dpi=120, metadata=_metadata(suffix))
+        written.append(atomic_write_bytes(path.with_suffix(suffix), buffer.getvalue()))
+    plt.close(fig)
+    return written
+
+
+def _metadata(suffix: str) -> dict:
+    # No creation date in the files, so that the same results give the same bytes.
+    return {"CreationDate": None} if suffix == ".pdf" else {"Software": None}
