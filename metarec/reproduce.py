@@ -3,7 +3,7 @@
 ``metarec reproduce melu-ml1m`` runs ``experiments/melu_ml1m/*.yaml`` (one file per table row)
 for every seed, ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one
 training scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``:
-MetaHIN's warm-up, warm only), then writes into ``--out``:
+MetaHIN's warm-up, warm only, without item text), then writes into ``--out``:
 
 - ``runs.csv`` / ``runs.json``: one row per (method, text, seed, scenario), failed runs included,
   each naming its run folder, whose ``per_task.csv.gz`` the statistics read;
@@ -106,8 +106,12 @@ def plan(
             variants = ["none"]
         own_warm = "warm" in (raw.get("task") or {})
         passes = [",".join(cfg.task.warm)] if own_warm else list(warms)
-        runs += [Run(method, text, seed, path, warm, data_seeds)
-                 for warm in passes for text in variants for seed in range(seeds)]  # fmt: skip
+        for warm in passes:
+            # Item text is compared on the first pass; the warm-up pass runs without it
+            # (where the experiment does not set its own text).
+            texts_here = variants if warm != "warmup" or len(variants) == 1 else ["none"]
+            runs += [Run(method, text, seed, path, warm, data_seeds)
+                     for text in texts_here for seed in range(seeds)]  # fmt: skip
     return runs
 
 
@@ -203,6 +207,9 @@ def run_all(
     results = {run: done.get((run.method, run.text, run.seed, run.warm, digests[run]))
                for run in runs}  # fmt: skip
     todo = [run for run in runs if not results[run]]
+    # Longest first (by epochs), so that no long run is left alone at the end of the pool.
+    epochs = {run: load_config(run.config).trainer.max_epochs for run in todo}
+    todo.sort(key=lambda run: -epochs[run])
 
     def save() -> None:
         write_rows(out, [row for run in runs for row in results[run] or []])

@@ -122,7 +122,12 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
             f"{' or '.join(learner_cls.units)}, not '{tasks.unit}'"
         )
     net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
-    return learner_cls(net, cfg.learner).for_task(cfg.task, tasks.rating_levels())
+    learner = learner_cls(net, cfg.learner).for_task(cfg.task, tasks.rating_levels())
+    if cfg.learner.residual:
+        if cfg.task.target != "rating":
+            raise ConfigError("key 'learner.residual': residuals need task.target=rating")
+        learner.learn_residuals(tasks)
+    return learner
 
 
 def make_trainer(
@@ -203,15 +208,17 @@ def _fit_and_evaluate(
 ) -> tuple[dict, dict, dict, float]:
     """Fit (keeping the epoch best on ``val/mae``), evaluate, and, in the ``writer`` process,
     compute the baseline and write the run's result files."""
-    # last.ckpt after every epoch: what `resume` continues from (see metarec/resume.py).
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor="val/mae", mode="min", save_top_k=1,
-                                 save_last=True)  # fmt: skip
+                                 monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
+    # last.ckpt after every epoch: what `resume` continues from (see metarec/resume.py). Its
+    # own callback: since Lightning 2.6 `save_last=True` rewrites it only with a new best.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                           save_top_k=1, enable_version_counter=False)  # fmt: skip
     best_val = BestValidation()
     datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
                                      cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
     if learner.trainable:  # a no-learning baseline has nothing to fit
-        callbacks = [checkpoint, best_val, RandomState()]
+        callbacks = [checkpoint, last, best_val, RandomState()]
         trainer = make_trainer(cfg, run_dir, callbacks=callbacks, loggers=loggers)
         trainer.fit(learner, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if checkpoint.best_model_path:

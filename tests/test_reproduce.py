@@ -169,10 +169,12 @@ def test_every_warm_pass_and_data_seed_is_planned_and_scored(experiments, tmp_pa
         "name: p\ndata:\n  name: synthetic\ntask:\n  warm: [heldout, seen]\n"
         "item:\n  text: none\nlearner:\n  name: ridge\n"
     )
-    runs = rep.plan(experiments, ["ridge", "paper"], seeds=2, texts=["none"],
+    runs = rep.plan(experiments, ["ridge", "paper", "textsim"], seeds=2,
                     warms=rep.WARM_PASSES, data_seeds=True)  # fmt: skip
-    assert {(r.method, r.warm) for r in runs} == {("ridge", "heldout,seen"), ("ridge", "warmup"),
-                                                   ("paper", "heldout,seen")}  # fmt: skip
+    assert {(r.method, r.text, r.warm) for r in runs} == {
+        ("ridge", "none", "heldout,seen"), ("ridge", "join", "heldout,seen"),
+        ("ridge", "none", "warmup"), ("paper", "none", "heldout,seen"),
+        ("textsim", "replace", "heldout,seen"), ("textsim", "replace", "warmup")}  # fmt: skip
     warmup = next(r for r in runs if r.warm == "warmup" and r.seed == 1)
     settings = rep.run_overrides(warmup, [], tmp_path)
     assert {"task.warm=[warmup]", "task.cold=false", "data.seed=1", "seed=1"} <= set(settings)

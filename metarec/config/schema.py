@@ -201,6 +201,12 @@ class LearnerConfig:
     outer_lr: float = setting(1e-3, "Adam learning rate of the outer (global) update")
     meta_batch_size: int = setting(32, "tasks per outer step")
     eval_batch_size: int = setting(128, "tasks adapted at once during evaluation")
+    residual: bool = setting(
+        False,
+        "learn what the shrunk bias baseline misses: each task's support and query ratings "
+        "become residuals of item mean + the user's shrunk support offset (pseudo-counts "
+        "picked on validation users), whose predictions are added back; ratings only",
+    )
 
 
 @dataclass

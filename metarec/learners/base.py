@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from metarec.baselines.bias import item_means, pick_pseudo_counts
 from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig
 from metarec.data.datamodule import ColdStartTasks
 from metarec.distributed import gather_rows, share_of_meta_batch
@@ -114,7 +115,8 @@ class MetaLearner(L.LightningModule):
         ``settings`` are the learner's own, for networks sized by them.
         """
         _, ratings = tasks.train_ratings()
-        return MeLUNet(tasks.dataset, model, rating_mean=float(ratings.mean()))
+        mean = 0.0 if getattr(settings, "residual", False) else float(ratings.mean())
+        return MeLUNet(tasks.dataset, model, rating_mean=mean)  # residuals start at 0
 
     def __init__(self, net: nn.Module, cfg: LearnerConfig):
         super().__init__()
@@ -134,6 +136,45 @@ class MetaLearner(L.LightningModule):
         self.binary = task.target == "like"
         self.loss = task_loss(task.target)  # per-task loss: (pred, target, mask) -> (T,)
         return self
+
+    def learn_residuals(self, tasks: ColdStartTasks) -> MetaLearner:
+        """From now on every batch's ratings are residuals of the shrunk bias baseline
+        (``learner.residual``): item means of the meta-training ratings and the user's offset on
+        the support set, both shrunk by pseudo-counts picked on the validation tasks. The
+        baseline's query predictions are added back before any metric; returns the learner."""
+        if self.task.target != "rating":
+            raise ValueError("learner.residual needs task.target=rating")
+        items, ratings = tasks.train_ratings()
+        n_items, scale = len(tasks.dataset.items), tasks.dataset.rating_scale
+        item_pseudo, user_pseudo, _ = pick_pseudo_counts(items, ratings, n_items, tasks.val, scale)
+        self.register_buffer("bias_item_mean", item_means(items, ratings, n_items, item_pseudo))
+        self.register_buffer("bias_user_pseudo", torch.tensor(user_pseudo, dtype=torch.float64))
+        return self
+
+    def residualize(self, batch: Batch) -> Batch:
+        """The batch with ratings minus the shrunk bias baseline's predictions, and
+        ``query_offset`` (those predictions) and ``query_target`` (the ratings) beside them;
+        the batch itself when the learner does not learn residuals or it is done already."""
+        if not hasattr(self, "bias_item_mean") or "query_offset" in batch:
+            return batch
+        mask, query_mask = batch["support_mask"], batch["query_mask"]
+        dtype = batch["support_rating"].dtype
+        means = self.bias_item_mean.to(dtype)
+        support_base = means[batch["support_item"]]
+        residual = (batch["support_rating"] - support_base) * mask
+        count = (mask.sum(1, keepdim=True) + self.bias_user_pseudo.to(dtype)).clamp(min=1)
+        offset = residual.sum(1, keepdim=True) / count
+        query_base = means[batch["query_item"]] + offset
+        return {
+            **batch,
+            "support_rating": (residual - offset) * mask,
+            "query_rating": (batch["query_rating"] - query_base) * query_mask,
+            "query_offset": query_base,
+            "query_target": batch["query_rating"],
+        }
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        return self.residualize(batch)
 
     # -- what a learner implements ------------------------------------------------------------
     def adapt(self, support: Batch) -> Any:
@@ -206,8 +247,12 @@ class MetaLearner(L.LightningModule):
         return self._summaries()
 
     def _evaluate(self, batch: Batch, scenario: str) -> None:
+        batch = self.residualize(batch)
         with torch.enable_grad():
             pred = self(batch).detach()
+        if "query_offset" in batch:  # residuals: the bias baseline's predictions added back
+            pred = pred + batch["query_offset"]
+            batch = {**batch, "query_rating": batch["query_target"]}
         if not torch.isfinite(pred).all():
             raise TrainingDiverged(
                 f"{self.name}: predictions for '{scenario}' are not finite; adapting on the "

@@ -42,7 +42,8 @@ class Ridge(MetaLearner):
         out = self.net.decision[-1]
         prior = torch.cat([out.weight[0], out.bias])
         residual = (support["rating"] - x @ prior) * support["mask"]
-        gram = x.transpose(1, 2) @ x + self.cfg.l2 * torch.eye(x.shape[-1], dtype=x.dtype)
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        gram = x.transpose(1, 2) @ x + self.cfg.l2 * eye
         offset = torch.linalg.solve(gram, (x.transpose(1, 2) @ residual.unsqueeze(-1)))
         return prior + offset.squeeze(-1)  # (tasks, hidden + 1)
 

@@ -82,16 +82,18 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return total / mask.sum(dim=1)
 
 
-def _discount_cumsum(n_positions: int, k: int, dtype: torch.dtype) -> Tensor:
+def _discount_cumsum(
+    n_positions: int, k: int, dtype: torch.dtype, device: torch.device | None = None
+) -> Tensor:
     """``C[n] = sum of discounts 1/log2(p + 1) over positions p = 1..min(n, k)``, n = 0..Q.
 
     Differences of ``C`` give the summed discount of any run of positions, truncated at k,
     which is what tie averaging needs.
     """
-    positions = torch.arange(1, n_positions + 1, dtype=dtype)
+    positions = torch.arange(1, n_positions + 1, dtype=dtype, device=device)
     discount = 1.0 / torch.log2(positions + 1.0)
     discount[k:] = 0.0
-    return torch.cat([torch.zeros(1, dtype=dtype), discount.cumsum(0)])
+    return torch.cat([torch.zeros(1, dtype=dtype, device=device), discount.cumsum(0)])
 
 
 def _tie_groups(sorted_preds: Tensor, sorted_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,7 +103,7 @@ def _tie_groups(sorted_preds: Tensor, sorted_mask: Tensor) -> tuple[Tensor, Tens
     so padding never shares a group (and hence discounts) with real items.
     """
     n_tasks, n_pos = sorted_preds.shape
-    pos = torch.arange(n_pos).expand(n_tasks, n_pos)
+    pos = torch.arange(n_pos, device=sorted_preds.device).expand(n_tasks, n_pos)
     new_group = torch.ones_like(sorted_mask)
     new_group[:, 1:] = (sorted_preds[:, 1:] != sorted_preds[:, :-1]) | (
         sorted_mask[:, 1:] != sorted_mask[:, :-1]
@@ -138,7 +140,7 @@ def _ndcg_at_ks(
     n_pos = preds.shape[1]
     out = {}
     for k in ks:
-        cum = _discount_cumsum(n_pos, k, preds.dtype)
+        cum = _discount_cumsum(n_pos, k, preds.dtype, preds.device)
         # Each item gets the mean discount of its tie group's positions (truncated at k).
         mean_discount = (cum[end] - cum[start]) / (end - start).to(preds.dtype)
         dcg = (sorted_gains * mean_discount).sum(dim=1)
