@@ -8,7 +8,7 @@ EXTRAS ?= dev,lora,text,sweep
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test test-all lint clean learn2learn bench reproduce
+.PHONY: install demo test test-all lint clean learn2learn bench reproduce wheel-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,29 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"
+
+# The built wheel, outside the checkout: a fresh venv in a temporary folder gets torch first (as
+# `install` does, from the same wheel source), then the wheel and its dependencies; from that
+# folder it trains a built-in experiment and reproduces a small synthetic table. No extras.
+wheel-check: install
+	@set -eu; start=$$(date +%s); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	rm -rf build; \
+	$(PY) -m pip wheel --quiet --no-deps -w "$$tmp/dist" .; \
+	$(PY) -m zipfile -l "$$tmp"/dist/metarec-*.whl | grep -q 'metarec/experiments/synthetic/maml.yaml'; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet $(TORCH_SPEC); \
+	"$$tmp/venv/bin/python" -m pip install --quiet "$$tmp"/dist/metarec-*.whl; \
+	if "$$tmp/venv/bin/python" -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+		echo "error: nvidia-* packages were installed; install torch first (TORCH_SPEC)"; exit 1; fi; \
+	cd "$$tmp"; \
+	venv/bin/python -c "import metarec.paths as p; r = p.experiments_root(); \
+		assert r == p.PACKAGED and 'site-packages' in str(r), r; print('experiments:', r)"; \
+	venv/bin/metarec train synthetic/maml trainer.max_epochs=1 trainer.limit_train_batches=2 \
+		trainer.progress_bar=false output_dir="$$tmp/runs"; \
+	venv/bin/metarec reproduce synthetic --seeds 1 --methods mean,ridge --text none \
+		--warm heldout --jobs 1 --set trainer.max_epochs=1 --out "$$tmp/rep"; \
+	test -s "$$tmp/rep/table.md"; \
+	echo "wheel-check passed in $$(( $$(date +%s) - start )) s"
 
 lint: install
 	$(VENV)/bin/ruff check metarec tests benchmarks

@@ -1,6 +1,9 @@
 """Command line: ``metarec train CONFIG [key=value ...]``, ``metarec sweep SWEEP.yaml``,
-``metarec reproduce DATASET``, ``metarec results FOLDER``, ``metarec learners`` and
-``metarec data ...``."""
+``metarec reproduce DATASET``, ``metarec results FOLDER``, ``metarec learners``,
+``metarec predict RUN`` and ``metarec data ...``.
+
+Imports stay inside the commands: ``metarec --help`` must not wait for torch and Lightning.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,6 @@ import os
 import sys
 import warnings
 from pathlib import Path
-
-from metarec.config import ConfigError
-from metarec.data.schema import DataError
-from metarec.learners.base import TrainingDiverged
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -25,10 +24,7 @@ def _train(args: argparse.Namespace) -> int:
     from metarec.train import train
 
     cfg = load_config(*split_config(args.config, args.overrides))
-    # Lightning's info lines (hardware, tips) and an internal deprecation are noise here.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    result = train(cfg)
+    result = train(cfg)  # keeps Lightning's info lines and known harmless warnings quiet
     if rank_zero_only.rank == 0:  # the other processes of a multi-device run stay quiet
         print_table(cfg, result.metrics, result.baseline)
         print(f"Run folder: {result.run_dir} ({result.seconds:.1f} s)")
@@ -76,6 +72,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
+    from metarec.config import ConfigError
     from metarec.reproduce import load_rows, update_readme, write_report
 
     folder = Path(args.folder)
@@ -90,26 +87,68 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_status(root: Path, name: str, check: bool | str) -> str:
+    """'ok', 'missing' or 'checksum mismatch', from ``verify_melu``'s value for the file: that
+    string itself, or a bool (False: missing unless the file, plain or gzipped, is there)."""
+    if isinstance(check, str):
+        return check
+    if check:
+        return "ok"
+    present = (root / name).is_file() or (root / f"{name}.gz").is_file()
+    return "checksum mismatch" if present else "missing"
+
+
 def _data(args: argparse.Namespace) -> int:
     from metarec.config import DataConfig
     from metarec.data.datamodule import data_root
     from metarec.data.melu import download_melu, verify_melu
+    from metarec.data.schema import DataError
 
     if args.dataset != "melu-ml1m":
         raise DataError(f"only melu-ml1m is downloadable; got '{args.dataset}'")
     root = Path(args.root) if args.root else data_root(DataConfig(name=args.dataset))
     if args.action == "download":
         download_melu(root)
-    checks = verify_melu(root)
-    for name, ok in checks.items():
-        print(f"{'ok ' if ok else 'BAD'} {name}")
-    print(f"{args.dataset} in {root}")
-    return 0 if all(checks.values()) else 1
+    statuses = {name: _file_status(root, name, check) for name, check in verify_melu(root).items()}
+    width = max(map(len, statuses))
+    for name, status in statuses.items():
+        print(f"{name:<{width}}  {status}")
+    bad = {status: sum(s == status for s in statuses.values()) for status in statuses.values()
+           if status != "ok"}  # fmt: skip
+    if not bad:
+        print(f"{args.dataset} in {root}: all {len(statuses)} files ok")
+        return 0
+    counts = ", ".join(f"{count} {status}" for status, count in bad.items())
+    print(
+        f"{args.dataset} in {root}: {counts}; fetch them with `metarec data download "
+        f"{args.dataset} --root {root}` (sha256 checked, a mismatched file replaced), or point "
+        "--root (data.root, $METAREC_DATA_DIR) at the folder that holds them"
+    )
+    return 1
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from metarec.config import ConfigError
+    from metarec.predict import predict_file
+
+    features = {}
+    for item in args.feature:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--feature '{item}' is not of the form NAME=VALUE")
+        features.setdefault(name, []).append(value)  # repeated: a multi-valued feature
+    ranked = predict_file(args.run, args.ratings, top_k=args.top_k, out=args.out,
+                          user=args.user, features=features, include_rated=args.include_rated,
+                          overrides=args.set)  # fmt: skip
+    if args.out:
+        print(f"{len(ranked)} items written to {args.out}")
+    return 0
 
 
 def _learners(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from metarec.config import ConfigError
     from metarec.learners import LEARNERS
 
     if args.name and args.name not in LEARNERS:
@@ -189,6 +228,31 @@ def build_parser() -> argparse.ArgumentParser:
     learners = commands.add_parser("learners", help="list learners, or one learner's settings")
     learners.add_argument("name", nargs="?", help="a learner name: show its settings")
     learners.set_defaults(func=_learners)
+    pred = commands.add_parser(
+        "predict", help="adapt a trained run to a new user's ratings; items ranked by score"
+    )
+    pred.add_argument("run", help="run folder (or a checkpoint file), e.g. runs/synthetic-maml-...")
+    pred.add_argument(
+        "--ratings", required=True, help="CSV with a header 'item,rating': one new user's ratings"
+    )
+    pred.add_argument(
+        "--top-k", type=int, default=10, help="items to write, best first (0: all; default 10)"
+    )
+    pred.add_argument("--out", help="CSV to write 'item,score' to (atomically); default stdout")
+    pred.add_argument("--user", help="a dataset user id whose features to use (default: new user)")
+    pred.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        help="NAME=VALUE of the new user (e.g. gender=F); others at their most common value",
+    )
+    pred.add_argument(
+        "--include-rated", action="store_true", help="rank the rated items too (default: not)"
+    )
+    pred.add_argument(
+        "--set", action="append", default=[], help="key=value changing the run's config"
+    )
+    pred.set_defaults(func=_predict)
     data = commands.add_parser("data", help="download or verify a dataset (sha256 checked)")
     data.add_argument("action", choices=["download", "verify"])
     data.add_argument("dataset", choices=["melu-ml1m"])
@@ -197,12 +261,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input or settings, imported only once a command runs."""
+    from metarec.config.load import ConfigError
+    from metarec.data.schema import DataError
+
+    errors: tuple[type[Exception], ...] = (ConfigError, DataError)
+    base = sys.modules.get("metarec.learners.base")  # not imported: it cannot have raised
+    return errors + ((base.TrainingDiverged,) if base else ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one clear line, not a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, TrainingDiverged) as err:
+    except _user_errors() as err:
         print(f"metarec: error: {err}", file=sys.stderr)
         if os.environ.get("METAREC_DEBUG"):
             raise

@@ -38,11 +38,12 @@ from tqdm import tqdm
 
 from metarec.config import ConfigError, load_config, to_yaml
 from metarec.io import atomic_write_json, atomic_write_text
+from metarec.paths import experiments_root
 from metarec.report import PAPER
 from metarec.report.compare import LEGEND, METRICS, TABLE_METRICS, aggregate, findings, table_lines
 from metarec.report.plot import plot
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = experiments_root()
 TEXTS = ("none", "join")  # item.text variants of every learner that reads item features
 # Warm-protocol passes (task.warm): heldout and seen share one training; warmup trains on less.
 WARM_PASSES = ("heldout,seen", "warmup")

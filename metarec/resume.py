@@ -29,7 +29,8 @@ from metarec.io import atomic_write_json
 
 LAST = "last.ckpt"
 # Settings a resumed run may change: they do not alter what the finished epochs computed.
-MAY_CHANGE = ("resume", "trainer.progress_bar", "trainer.max_epochs", "tracking.")
+MAY_CHANGE = ("resume", "trainer.progress_bar", "trainer.log_lines_every", "trainer.max_epochs",
+              "tracking.")  # fmt: skip
 
 
 def resume_checkpoint(cfg: RunConfig) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import OmegaConf
 
+import metarec
 from metarec.config import ConfigError, ModelConfig, RunConfig, TaskConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
 from metarec.data.itemtext import attach_item_text
@@ -19,6 +21,7 @@ from metarec.distributed import lightning_strategy
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
+from metarec.progress import progress_lines, quiet_lightning
 from metarec.report import markdown_table
 from metarec.resume import RandomState, resume_target, write_versions
 from metarec.tracking import finish, make_wandb_logger
@@ -123,6 +126,8 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
         )
     net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
     learner = learner_cls(net, cfg.learner).for_task(cfg.task, tasks.rating_levels())
+    # In every checkpoint, so that `load_from_checkpoint` can rebuild the learner.
+    learner.keep_run_config(to_yaml(replace(cfg, resume=None)))
     if cfg.learner.residual:
         if cfg.task.target != "rating":
             raise ConfigError("key 'learner.residual': residuals need task.target=rating")
@@ -163,6 +168,7 @@ def make_trainer(
     )
 
 
+@quiet_lightning()
 def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dict:
     """Every test scenario's metrics for ``learner`` as it is now."""
     datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
@@ -172,6 +178,7 @@ def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dic
     return learner.test_results
 
 
+@quiet_lightning()
 def validate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dict[str, float]:
     """The ``val/*`` metrics of ``learner`` as it is now (for learners with nothing to fit)."""
     datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
@@ -219,6 +226,7 @@ def _fit_and_evaluate(
                                      cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
     if learner.trainable:  # a no-learning baseline has nothing to fit
         callbacks = [checkpoint, last, best_val, RandomState()]
+        callbacks += progress_lines(cfg) if writer else []  # plain lines for logs, rank 0
         trainer = make_trainer(cfg, run_dir, callbacks=callbacks, loggers=loggers)
         trainer.fit(learner, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if checkpoint.best_model_path:
@@ -241,6 +249,7 @@ def _fit_and_evaluate(
     return summary, metrics, baseline, seconds
 
 
+@quiet_lightning()
 def train(cfg: RunConfig) -> RunResult:
     """Meta-train, keep the weights best on validation, evaluate every scenario, write results."""
     start = time.perf_counter()
@@ -270,3 +279,8 @@ def train(cfg: RunConfig) -> RunResult:
     finish(wandb_logger, summary)
     return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, seconds=seconds,
                      val_mae=summary.get("val/mae"), summary=summary)  # fmt: skip
+
+
+# `metarec.train(config, ...)` is the Python API (metarec/api.py), while `metarec.train` stays
+# this module, whose attributes `reproduce` and the tests use.
+sys.modules[__name__].__class__ = metarec.CallableTrainModule

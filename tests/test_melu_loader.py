@@ -381,12 +381,12 @@ def test_verify_detects_modified_file(fake: FakeMelu, monkeypatch: pytest.Monkey
     monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
     root = fake.write()
     report = verify_melu(root)
-    assert report == dict.fromkeys(fake_digests(), True)
+    assert report == dict.fromkeys(fake_digests(), "ok")
     fake.files["users.dat"] = fake.files["users.dat"].replace("48067", "48068")
     fake.write()
     report = verify_melu(root)
-    assert not report["users.dat"]
-    assert sum(report.values()) == len(report) - 1
+    assert report["users.dat"] == "checksum mismatch"
+    assert list(report.values()).count("ok") == len(report) - 1
     with pytest.raises(DataError, match=re.escape(fake.name("users.dat")) + r" \(sha256"):
         verify_melu(root, strict=True)
 
@@ -395,7 +395,7 @@ def test_verify_missing_file(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
     root = plain.write()
     (root / "warm_state_y.json").unlink()
-    assert verify_melu(root)["warm_state_y.json"] is False
+    assert verify_melu(root)["warm_state_y.json"] == "missing"
     with pytest.raises(DataError, match=r"warm_state_y.json \(missing\)"):
         verify_melu(root, strict=True)
 
@@ -456,5 +456,163 @@ def test_real_melu() -> None:
     assert data.item_text["1"].startswith("Toy Story (1995). Genre: Animation, Adventure, Comedy.")
     report = verify_melu(root)
     assert len(report) == 10
-    assert all(report.values()), report
+    assert set(report.values()) == {"ok"}, report
     assert elapsed < 30, f"load_melu took {elapsed:.1f}s"
+
+
+# --- feature values outside MeLU's vocabularies ----------------------------------------------
+
+
+def fake_vocab_files() -> dict[str, str]:
+    """MeLU-style vocabulary files (CRLF, like the real ones) listing every fake value."""
+    values = {
+        "m_gender.txt": ["M", "F"],
+        "m_age.txt": ["1", "18", "25", "35", "45", "50", "56"],
+        "m_occupation.txt": [str(code) for code in range(21)],
+        "m_zipcode.txt": ["48067", "70072", "55117", "02460", "55455"],
+        "m_rate.txt": ["PG-13", "UNRATED", "NC-17", "PG", "G", "R"],
+        "m_genre.txt": ["Animation", "Comedy", "nan", "Sci-Fi", "Crime", "Drama", "Thriller"],
+        "m_director.txt": ["nan", "Jane Doe", "John Roe", "Max Moe"],
+        "m_actor.txt": ["Actor A", "Actor B", "Actor C", "Actor D", "Actor E"],
+    }
+    return {name: "\r\n".join(lines) for name, lines in values.items()}
+
+
+@pytest.fixture
+def with_vocab(fake: FakeMelu) -> FakeMelu:
+    """The fake folder (plain and gzipped) with MeLU's vocabulary files."""
+    fake.files.update(fake_vocab_files())
+    return fake
+
+
+def test_values_inside_the_vocabularies_load(with_vocab: FakeMelu) -> None:
+    # MeLU looks up a zip code by its first five characters, a director without its note.
+    with_vocab.files["users.dat"] = with_vocab.files["users.dat"].replace("48067", "48067-1234")
+    extrainfos = with_vocab.files["movies_extrainfos.dat"]
+    with_vocab.files["movies_extrainfos.dat"] = extrainfos.replace(
+        "Max Moe", "Max Moe(co-director)"
+    )
+    data = load_melu(with_vocab.write())
+    assert data.users.vocab["zip"][0] == "48067-1234"
+    assert "Max Moe(co-director)" in data.items.vocab["director"]
+
+
+@pytest.mark.parametrize(
+    "field, line, bad",
+    [
+        ("gender", "2::X::56::16::70072", "X"),
+        ("age", "2::M::abc::16::70072", "abc"),
+        ("occupation", "2::M::56::99::70072", "99"),
+        ("zip", "2::M::56::16::99999", "99999"),
+    ],
+)
+def test_user_value_outside_its_vocabulary(with_vocab, field, line, bad) -> None:
+    users = with_vocab.files["users.dat"]
+    with_vocab.files["users.dat"] = users.replace("2::M::56::16::70072", line)
+    vocab_file = melu.VOCAB_FILES[field]
+    expect_error(with_vocab, f"{with_vocab.name('users.dat')} line 2: {field} '{bad}'",
+                 f"not in {vocab_file}")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field, old, new, bad",
+    [
+        ("rate", "::PG::N/A::Sci-Fi", "::PG-14::N/A::Sci-Fi", "PG-14"),
+        ("genre", "::Sci-Fi::", "::Sci-Fi, Sci-Fy::", "Sci-Fy"),
+        ("director", "::John Roe, Jane Doe::", "::John Roe, Jane Do::", "Jane Do"),
+        ("actors", "::Actor C::", "::Actor C, Actor Z::", "Actor Z"),
+    ],
+)
+def test_item_value_outside_its_vocabulary(with_vocab, field, old, new, bad) -> None:
+    extrainfos = with_vocab.files["movies_extrainfos.dat"]
+    assert extrainfos.count(old) == 1
+    with_vocab.files["movies_extrainfos.dat"] = extrainfos.replace(old, new)
+    name = with_vocab.name("movies_extrainfos.dat")
+    expect_error(with_vocab, f"{name} line 2: {field} '{bad}'", f"not in {melu.VOCAB_FILES[field]}")
+
+
+def test_director_note_is_named_as_read(plain: FakeMelu) -> None:
+    plain.files.update(fake_vocab_files())
+    extrainfos = plain.files["movies_extrainfos.dat"]
+    plain.files["movies_extrainfos.dat"] = extrainfos.replace("Max Moe", "Max Mo (co-director)")
+    expect_error(plain, "movies_extrainfos.dat line 4: director 'Max Mo (co-director)'",
+                 "(read as 'Max Mo')", "not in m_director.txt")  # fmt: skip
+
+
+def test_without_vocabulary_files_closed_sets_are_still_checked(fake: FakeMelu) -> None:
+    # The issue's case: an age of "abc" used to train silently.
+    fake.files["users.dat"] = fake.files["users.dat"].replace("3::M::25::", "3::M::abc::")
+    expect_error(fake, f"{fake.name('users.dat')} line 3: age 'abc' is not one of 1, 18, 25")
+
+
+def test_without_vocabulary_files_rate_is_checked(plain: FakeMelu) -> None:
+    extrainfos = plain.files["movies_extrainfos.dat"]
+    plain.files["movies_extrainfos.dat"] = extrainfos.replace("::UNRATED::", "::Unrated::")
+    expect_error(plain, "movies_extrainfos.dat line 5: rate 'Unrated' is not one of G, PG")
+
+
+def test_without_vocabulary_files_open_sets_are_not_checked(plain: FakeMelu) -> None:
+    plain.files["users.dat"] = plain.files["users.dat"].replace("48067", "00000")
+    extrainfos = plain.files["movies_extrainfos.dat"]
+    plain.files["movies_extrainfos.dat"] = extrainfos.replace("Actor E", "Actor Z")
+    data = load_melu(plain.write())
+    assert "00000" in data.users.vocab["zip"] and "Actor Z" in data.items.vocab["actors"]
+
+
+# --- verify: missing, unreadable, mismatching; download: offline ----------------------------
+
+
+def test_verify_tells_missing_from_corrupt(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    fake = FakeMelu(tmp_path / "melu", gz=True)
+    fake.files["users.dat"] = fake.files["users.dat"].replace("48067", "48068")
+    root = fake.write()
+    (root / "warm_state_y.json.gz").unlink()
+    (root / "item_cold_state.json.gz").write_bytes(b"not gzip at all")
+    report = verify_melu(root)
+    assert list(report) == list(fake_digests())
+    assert report["warm_state_y.json"] == "missing"
+    assert report["item_cold_state.json"] == "unreadable"
+    assert report["users.dat"] == "checksum mismatch"
+    assert list(report.values()).count("ok") == len(report) - 3
+
+
+def test_verify_wrong_root_reports_every_file_missing(tmp_path: Path) -> None:
+    assert verify_melu(tmp_path / "wrong") == dict.fromkeys(melu.MELU_SHA256, "missing")
+
+
+@pytest.mark.parametrize("error", ["requests", "urllib", "oserror", "hash"])
+def test_download_offline_is_one_line_data_error(tmp_path, monkeypatch, error) -> None:
+    pooch = pytest.importorskip("pooch")
+    import urllib.error
+
+    requests = pytest.importorskip("requests")
+    raised = {
+        "requests": requests.exceptions.ConnectionError("Max retries exceeded with url"),
+        "urllib": urllib.error.URLError("[Errno -2] Name or service not known"),
+        "oserror": OSError("Failed to establish a new connection:\n[Errno -3] no network"),
+        "hash": ValueError("SHA256 hash of downloaded file (x) does not match\nthe known hash"),
+    }[error]
+
+    def retrieve(**kwargs):
+        raise raised
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    with pytest.raises(DataError) as caught:
+        melu.download_melu(tmp_path / "melu")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"download of {melu.MELU_BASE_URL}")
+    assert "failed" in message and "--root" in message and "data.root" in message
+    assert caught.value.__cause__ is raised
+
+
+def test_download_lets_ctrl_c_through(tmp_path: Path, monkeypatch) -> None:
+    pooch = pytest.importorskip("pooch")
+
+    def retrieve(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    with pytest.raises(KeyboardInterrupt):
+        melu.download_melu(tmp_path / "melu")

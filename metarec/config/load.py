@@ -10,6 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metarec.config.schema import RunConfig
+from metarec.paths import experiments_root
+
+# A built-in experiment named without its folder (``maml``) is the synthetic one.
+DEFAULT_DATASET = "synthetic"
 
 
 class ConfigError(ValueError):
@@ -34,6 +38,47 @@ def read_yaml_mapping(path: Path, kind: str = "config", error: type = ConfigErro
     if not isinstance(content, dict):
         raise error(f"{path}: expected a mapping at the top level")
     return content
+
+
+def builtin_experiments() -> dict[str, Path]:
+    """metarec's own experiment files by name, ``<dataset folder>/<file stem>``
+    (``synthetic/maml``), from :func:`metarec.paths.experiments_root`; sweep files aside."""
+    root = experiments_root()
+    return {
+        f"{folder.name}/{path.stem}": path
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and folder.name != "sweeps"
+        for path in sorted(folder.glob("*.yaml"))
+    }
+
+
+def resolve_experiment(path_or_name: str | Path) -> Path:
+    """An existing file as given; else the built-in experiment it names: ``synthetic/maml``,
+    ``maml`` (a synthetic one), ``melu-ml1m/maml``, or a checkout path such as
+    ``experiments/synthetic/maml.yaml`` used outside the checkout. Anything else is a
+    ``ConfigError`` that lists the built-in names."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    parts = list(path.with_suffix("").parts if path.suffix in (".yaml", ".yml") else path.parts)
+    parts = parts[1:] if parts[:1] == ["experiments"] else parts
+    parts = [DEFAULT_DATASET, *parts] if len(parts) == 1 else parts
+    name = "/".join([parts[0].replace("-", "_"), *parts[1:]]) if parts else ""
+    known = builtin_experiments()
+    if name in known:
+        return known[name]
+    folders: dict[str, list[str]] = {}
+    for key in known:
+        folder, stem = key.split("/")
+        folders.setdefault(folder, []).append(stem)
+    listing = ", ".join(
+        f"{folder}/{{{','.join(stems)}}}"
+        + (" (or the name alone)" if folder == DEFAULT_DATASET else "")
+        for folder, stems in folders.items()
+    )
+    raise ConfigError(
+        f"config file not found: {path_or_name}, nor is it a built-in experiment: {listing}"
+    )
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -67,7 +112,8 @@ def _check_choices(node, prefix: str = "") -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> RunConfig:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides, type-checked.
+    """Defaults, then the YAML file at ``path`` (or the built-in experiment it names, see
+    :func:`resolve_experiment`), then ``key=value`` overrides, type-checked.
 
     An unknown key or a value of the wrong type raises ``ConfigError`` naming the key and
     where it came from. The ``learner`` section is checked against the Settings dataclass of
@@ -75,8 +121,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     """
     config = OmegaConf.structured(RunConfig)
     if path is not None:
+        path = resolve_experiment(path)
         try:
-            config = OmegaConf.merge(config, _read_yaml(Path(path)))
+            config = OmegaConf.merge(config, _read_yaml(path))
         except OmegaConfBaseException as err:
             raise ConfigError(f"{path}: {_describe(err)}") from err
     for override in overrides:

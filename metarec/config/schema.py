@@ -35,8 +35,16 @@ class CsvConfig:
 
     ratings: str = setting(
         "ratings.csv",
-        "ratings file (relative to data.root): a header, then user, item, rating "
-        "[, timestamp]; .tsv (or .tsv.gz) is tab-separated, anything else by data.csv.sep",
+        "ratings file (relative to data.root): a header (or see data.csv.header), then user, "
+        "item, rating [, timestamp]; .tsv (or .tsv.gz) is tab-separated, else by data.csv.sep",
+    )
+    header: bool = setting(
+        True, "the ratings file starts with a header row; false: data.csv.columns names them"
+    )
+    columns: list[str] = setting(
+        [],
+        "with header: false, the ratings file's column names in file order, e.g. "
+        "[user, item, rating, timestamp] for MovieLens u.data or ratings.dat",
     )
     items: str | None = setting(
         None, "item table (relative to data.root): the item id column, then features and text"
@@ -44,7 +52,9 @@ class CsvConfig:
     users: str | None = setting(
         None, "user table (relative to data.root): the user id column, then features"
     )
-    sep: str | None = setting(None, "field separator; default: tab for .tsv, else ','")
+    sep: str | None = setting(
+        None, "field separator, any string (e.g. '\\t', '::'); default: tab for .tsv, else ','"
+    )
     user_column: str = setting("user", "column of the user id (ratings and user table)")
     item_column: str = setting("item", "column of the item id (ratings and item table)")
     rating_column: str = setting("rating", "column of the rating")
@@ -230,6 +240,11 @@ class TrainerConfig:
     limit_train_batches: float = setting(1.0, "fraction (or count) of meta-batches per epoch")
     progress_bar: bool = setting(True, "show progress bars")
     log_every_n_steps: int = setting(10, "meta-steps between training-loss log rows")
+    log_lines_every: int = setting(
+        50,
+        "meta-steps between plain progress lines (and one per validation) printed when stdout "
+        "is not a terminal or the progress bar is off; 0 turns them off",
+    )
     gradient_clip_val: float | None = setting(None, "clip the meta-gradient norm")
 
 

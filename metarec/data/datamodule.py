@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,8 @@ ITEM_SCENARIOS = ("warm", "new_item", "new_user_item")
 WARM_SCENARIOS = {"heldout": "warm", "seen": "warm_seen", "warmup": "warm_warmup"}
 # Every scenario a run can report, in table order.
 ALL_SCENARIOS = ("warm", "warm_seen", "warm_warmup", "new_user", "new_item", "new_user_item")
+# A test scenario with fewer tasks gets a warning: its mean and interval rest on too few.
+FEW_TASKS = 20
 
 
 def data_root(cfg: DataConfig) -> Path:
@@ -112,6 +115,13 @@ class ColdStartTasks:
         for scenario in scenarios:
             if scenario != "warm" and task.cold:
                 self.test[scenario] = task_sets[SCENARIOS[scenario]]
+        # logging, not warnings.warn: `metarec reproduce` silences Python warnings.
+        for scenario, tasks in self.test.items():
+            if len(tasks) < FEW_TASKS:
+                logging.getLogger(__name__).warning(
+                    f"{dataset.name} test/{scenario} has only {len(tasks)} tasks (fewer than "
+                    f"{FEW_TASKS}): its metrics are too noisy to compare methods"
+                )
 
     # A scale with at most this many distinct ratings is discrete (MovieLens: 1..5 stars).
     MAX_LEVELS = 11

@@ -2,35 +2,60 @@
 
 Files live under ``data.root`` and are named by ``data.csv.*``:
 
-* ratings (required): a header row, then one rating per line with at least the user, item and
-  rating columns and, optionally, a timestamp (a number, e.g. Unix seconds);
-* items (optional): the item id column, then feature columns (a cell may hold several values
-  separated by ``data.csv.list_sep``) and the ``data.csv.text_columns`` joined into its text;
-* users (optional): the user id column, then feature columns.
+* ratings (required): one rating per line with at least the user, item and rating columns
+  and, optionally, a timestamp (a number, e.g. Unix seconds); a header row names the columns,
+  or, with ``data.csv.header: false``, ``data.csv.columns`` names them in file order;
+* items (optional): a header row, the item id column, then feature columns (a cell may hold
+  several values separated by ``data.csv.list_sep``) and the ``data.csv.text_columns`` joined
+  into its text;
+* users (optional): a header row, the user id column, then feature columns.
 
-Separated by ``data.csv.sep`` (default: tab for ``.tsv``, else a comma), UTF-8, plain or
-``.gz``; quoted fields as in the ``csv`` module. The split maker draws the new users (seeded
-by ``data.seed``) and the new items (first rated last, or the highest ids) and files every
-rating under one of the four states by whether its user and its item are new.
+Separated by ``data.csv.sep`` (default: tab for ``.tsv``, else a comma; any string, e.g.
+``::``), UTF-8, plain or ``.gz``; read with pandas, quoted fields as in the ``csv`` module
+(a separator of several characters reads no quotes). The split maker draws the new users
+(seeded by ``data.seed``) and the new items (first rated last, or the highest ids) and files
+every rating under one of the four states by whether its user and its item are new.
+
+The MovieLens ratings load as they are (plain or ``.gz``); in an experiment file::
+
+    data:  # ML-100K u.data: tab-separated, no header
+      name: csv
+      root: ~/data/ml-100k
+      csv:
+        {ratings: u.data, sep: "\\t", header: false, columns: [user, item, rating, timestamp]}
+
+    data:  # ML-1M ratings.dat: '::'-separated, no header
+      name: csv
+      root: ~/data/ml-1m
+      csv:
+        {ratings: ratings.dat, sep: "::", header: false, columns: [user, item, rating, timestamp]}
 
 Every problem is a :class:`DataError` naming the file and the line, column or id at fault.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
+import io
 import math
+import re
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from metarec.config.schema import CsvConfig
 from metarec.data.schema import STATES, DataError, FeatureTable, RecDataset, UserRatings
 
 DATASET_NAME = "csv"
 _SNIPPET_CHARS = 60
+# How pandas reports a line it skips (on_bad_lines="warn"), and the too-many-fields case.
+_SKIPPED_LINE = re.compile(r"Skipping line (\d+): (.*)", re.DOTALL)
+_TOO_MANY_FIELDS = re.compile(r"Expected (\d+) fields in line \d+, saw (\d+)")
+_LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\r?\n)*")
+_NO_HEADER_HINT = "; a file without a header row needs data.csv.header=false and data.csv.columns"
 
 
 def _separator(path: Path, cfg: CsvConfig) -> str:
@@ -39,34 +64,119 @@ def _separator(path: Path, cfg: CsvConfig) -> str:
     return "\t" if path.name.removesuffix(".gz").endswith(".tsv") else ","
 
 
-def _read_rows(path: Path, cfg: CsvConfig, required: tuple[str, ...]):
-    """(header, [(line number, fields)]) of a delimited file, every row as wide as the header."""
+def _read_text(path: Path) -> str:
+    """The whole file as text: UTF-8 (a BOM is dropped), plain or gzipped."""
     if not path.is_file():
         raise DataError(f"{path}: file not found (set data.root and data.csv.*)")
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig")
+            return handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path.name}: not valid UTF-8 at byte {err.start}") from err
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path.name}: cannot read ({err})") from err
-    reader = csv.reader(text.splitlines(), delimiter=_separator(path, cfg), strict=True)
-    rows = []
-    try:
-        for number, fields in enumerate(reader, start=1):
-            if fields and any(field.strip() for field in fields):
-                rows.append((number, [field.strip() for field in fields]))
-    except csv.Error as err:
-        raise DataError(f"{path.name} line {reader.line_num}: malformed ({err})") from err
-    if not rows:
-        raise DataError(f"{path.name}: empty file (expected a header row)")
-    (_, header), rows = rows[0], rows[1:]
-    for column in required:
-        if column not in header:
-            raise DataError(f"{path.name} line 1: no column '{column}' in the header {header}")
-    if len(set(header)) != len(header):
-        raise DataError(f"{path.name} line 1: repeated column names in the header {header}")
+
+
+def _parse(path: Path, body: str, sep: str, offset: int, width: int | None) -> pd.DataFrame:
+    """Every line of ``body`` as a row of strings, a short one padded with NaN; a line pandas
+    cannot split (too many fields, a stray quote) is a DataError naming it (``offset`` lines
+    were cut from the top of the file), and so is a first line not ``width`` fields wide.
+
+    pandas' python engine, because only it pads with NaN (the C engine pads with empty
+    strings, hiding a missing field) and reads a separator of several characters.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            table = pd.read_csv(
+                io.StringIO(body),
+                sep=re.escape(sep) if len(sep) > 1 else sep,  # pandas takes a longer one as a regex
+                header=None,
+                dtype=str,
+                keep_default_na=False,  # "NA" or "" is a value; only padding is NaN
+                skip_blank_lines=False,  # keeps the row number equal to the line number
+                engine="python",
+                on_bad_lines="warn",  # the line number comes only in the warning
+            )
+        except pd.errors.ParserError as err:
+            raise DataError(f"{path.name}: malformed ({err})") from err
+    # pandas measures every line against the first: a wrong first line shows up on the second.
+    if width is not None and table.shape[1] != width:
+        line = sep.join(table.iloc[0].str.strip())
+        raise DataError(
+            f"{path.name} line {1 + offset}: expected {width} fields, found {table.shape[1]}: "
+            f"{line[:_SNIPPET_CHARS]!r}"
+        )
+    skipped = sorted(  # the warnings come per chunk, not always in line order
+        (int(match[1]), match[2].strip())
+        for match in (_SKIPPED_LINE.match(str(warning.message)) for warning in caught)
+        if match
+    )
+    if skipped:
+        number, problem = skipped[0]
+        too_many = _TOO_MANY_FIELDS.match(problem)
+        problem = (f"expected {too_many[1]} fields, found {too_many[2]}" if too_many
+                   else f"malformed ({problem})")  # fmt: skip
+        raise DataError(f"{path.name} line {number + offset}: {problem}")
+    return table
+
+
+def _records(path: Path, sep: str, width: int | None = None) -> list[tuple[int, list[str]]]:
+    """(line number, stripped fields) of every line that is not blank; with ``width``, the
+    first line must have that many fields."""
+    text = _read_text(path)
+    # A blank first line would be one field wide, and every other line too wide.
+    blank = _LEADING_BLANK_LINES.match(text).group()
+    offset, body = blank.count("\n"), text[len(blank) :]
+    if not body.strip():
+        return []
+    table = _parse(path, body, sep, offset, width)
+    found = table.notna().sum(axis=1).tolist()  # NaN only pads the end of a short line
+    cells = table.apply(lambda column: column.str.strip()).fillna("").to_numpy(dtype=object)
+    filled = (cells != "").any(axis=1).tolist()
+    numbers = range(1 + offset, len(cells) + 1 + offset)
+    return [
+        (number, row if count == len(row) else row[:count])
+        for number, row, count, keep in zip(numbers, cells.tolist(), found, filled, strict=True)
+        if keep
+    ]
+
+
+def _read_rows(
+    path: Path,
+    cfg: CsvConfig,
+    required: tuple[str, ...],
+    columns: list[str] | None = None,
+    hint: str = "",
+):
+    """(header, [(line number, fields)]) of a delimited file, every row as wide as the header.
+
+    The header is the first line, or ``columns`` (``data.csv.columns``) when given; ``hint``
+    ends the message of a header that lacks a ``required`` column.
+    """
+    if columns is not None:  # the setting is checked before the file is read
+        header = list(columns)
+        for column in required:
+            if column not in header:
+                raise DataError(
+                    f"key 'data.csv.columns': no column '{column}' in {header} "
+                    f"(the columns of {path.name}, which has no header row)"
+                )
+        if len(set(header)) != len(header):
+            raise DataError(f"key 'data.csv.columns': repeated column names in {header}")
+    rows = _records(path, _separator(path, cfg), None if columns is None else len(columns))
+    if columns is None:
+        if not rows:
+            raise DataError(f"{path.name}: empty file (expected a header row)")
+        (_, header), rows = rows[0], rows[1:]
+        for column in required:
+            if column not in header:
+                raise DataError(
+                    f"{path.name} line 1: no column '{column}' in the header {header}{hint}"
+                )
+        if len(set(header)) != len(header):
+            raise DataError(f"{path.name} line 1: repeated column names in the header {header}")
     for number, fields in rows:
         if len(fields) != len(header):
             line = _separator(path, cfg).join(fields)
@@ -167,9 +277,15 @@ def load_csv(root: str | Path, cfg: CsvConfig, seed: int = 0) -> RecDataset:
             f"key 'data.csv.rating_min': {cfg.rating_min} must be below "
             f"data.csv.rating_max ({cfg.rating_max})"
         )
+    if not cfg.header and not cfg.columns:
+        raise DataError(
+            "key 'data.csv.columns': empty, but data.csv.header is false; name the columns "
+            "of the ratings file in order, e.g. [user, item, rating, timestamp]"
+        )
     path = root / cfg.ratings
     required = (cfg.user_column, cfg.item_column, cfg.rating_column)
-    header, rows = _read_rows(path, cfg, required)
+    columns = None if cfg.header else cfg.columns
+    header, rows = _read_rows(path, cfg, required, columns, hint=_NO_HEADER_HINT)
     user_at, item_at, rating_at = (header.index(column) for column in required)
     time_at = header.index(cfg.time_column) if cfg.time_column in header else None
 
@@ -221,7 +337,7 @@ def load_csv(root: str | Path, cfg: CsvConfig, seed: int = 0) -> RecDataset:
             first_time[item] = min(when, first_time.get(item, math.inf))
         per_user.setdefault(user, []).append((when, number, item, rating))
     if not per_user:
-        raise DataError(f"{path.name}: no ratings after the header")
+        raise DataError(f"{path.name}: no ratings" + (" after the header" if cfg.header else ""))
 
     user_ids = users.ids if users is not None else sorted(per_user)
     item_ids = items.ids if items is not None else sorted({i for _, i in first_line})

@@ -8,7 +8,10 @@ plain (``NAME``) or gzipped (``NAME.gz``); the plain file wins when both exist:
   :data:`~metarec.data.schema.STATES`;
 * ``movies_extrainfos.dat``: ``movie_id::title::year::rate::released::genre::director::writer::
   actors::plot::poster_url`` (UTF-8; list fields are ``", "``-separated, ``N/A`` is missing);
-* ``users.dat``: ``UserID::Gender::Age::Occupation::Zip-code``.
+* ``users.dat``: ``UserID::Gender::Age::Occupation::Zip-code``;
+* optionally, MeLU's vocabularies ``m_gender.txt``, ``m_age.txt``, ``m_occupation.txt``,
+  ``m_zipcode.txt``, ``m_rate.txt``, ``m_genre.txt``, ``m_director.txt``, ``m_actor.txt``
+  (one value a line): every value of the features must be listed in its file.
 
 Every problem with the input is reported as a :class:`DataError` naming the file and the line,
 user or movie at fault.
@@ -24,7 +27,7 @@ import string
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 
@@ -79,10 +82,33 @@ MISSING = "N/A"
 LIST_SEP = ", "
 RATING_RANGE = (1.0, 5.0)
 
+# MeLU's vocabulary file of each feature; MeLU's data_generation.py looks every value up in it.
+VOCAB_FILES = {
+    "gender": "m_gender.txt",
+    "age": "m_age.txt",
+    "occupation": "m_occupation.txt",
+    "zip": "m_zipcode.txt",
+    "rate": "m_rate.txt",
+    "genre": "m_genre.txt",
+    "director": "m_director.txt",
+    "actors": "m_actor.txt",
+}
+# Without its file, a feature with a closed set of values is checked against it: the ML-1M
+# README's genders, ages and occupation codes, and MeLU's six MPAA ratings (m_rate.txt).
+BUILTIN_VOCAB = {
+    "gender": ("F", "M"),
+    "age": ("1", "18", "25", "35", "45", "50", "56"),
+    "occupation": tuple(str(code) for code in range(21)),
+    "rate": ("G", "PG", "PG-13", "R", "NC-17", "UNRATED"),
+}
+
 # Sentences (split after a '.' followed by whitespace) whose fields are missing are dropped.
 ITEM_TEXT_TEMPLATE = (
     "{title} ({year}). Genre: {genre}. Director: {director}. Starring: {actors}. {plot}"
 )
+
+# verify_melu's verdict on one file.
+FileStatus = Literal["ok", "missing", "unreadable", "checksum mismatch"]
 
 _DOWNLOAD_HINT = (
     "run `metarec data download melu-ml1m`, or point `data.root` at a folder holding MeLU's files"
@@ -257,10 +283,63 @@ def render_item_text(fields: dict[str, str], template: str = ITEM_TEXT_TEMPLATE)
     return " ".join(kept)
 
 
-def _load_items(path: Path) -> tuple[FeatureTable, dict[str, str], dict[str, dict[str, str]]]:
+def _vocabularies(root: Path) -> dict[str, tuple[set[str], str]]:
+    """Per feature: the values it may take, and how a message says a value is not among them.
+
+    MeLU's vocabulary file where ``root`` holds it, else :data:`BUILTIN_VOCAB`; a feature with
+    neither (zip, genre, director, actors without their files) is not checked.
+    """
+    vocab = {}
+    for feature, name in VOCAB_FILES.items():
+        path = _locate(root, name)
+        if path is not None:
+            vocab[feature] = ({line.strip() for _, line in _lines(path)}, f"not in {path.name}")
+        elif feature in BUILTIN_VOCAB:
+            values = BUILTIN_VOCAB[feature]
+            vocab[feature] = (set(values), f"not one of {', '.join(values)}")
+    return vocab
+
+
+def _vocab_key(feature: str, value: str) -> str:
+    """The form MeLU looks a value up in: a zip code's first five characters, a director
+    without a parenthesised note (``Jane Doe(co-director)``)."""
+    if feature == "zip":
+        return value[:5]
+    if feature == "director":
+        return re.sub(r"\([^()]*\)", "", value).strip()
+    return value
+
+
+def _check_vocab(
+    path: Path,
+    rows: list[tuple[int, dict[str, str]]],
+    features: tuple[str, ...],
+    vocab: dict[str, tuple[set[str], str]],
+) -> None:
+    """Every value of ``features`` (each part of a list field) is in its vocabulary, so that a
+    typo is an error rather than one more embedding; missing values (``N/A``) are allowed."""
+    checked = [feature for feature in features if feature in vocab]
+    for number, row in rows:
+        for feature in checked:
+            allowed, problem = vocab[feature]
+            raw = row[feature]
+            values = _split_list(raw) if feature in ITEM_MULTI_FEATURES else [raw]
+            for value in values:
+                key = _vocab_key(feature, value)
+                if not _is_missing(value) and key not in allowed:
+                    read_as = f" (read as {key!r})" if key != value else ""
+                    raise DataError(
+                        f"{path.name} line {number}: {feature} {value!r}{read_as} is {problem}"
+                    )
+
+
+def _load_items(
+    path: Path, vocab: dict[str, tuple[set[str], str]]
+) -> tuple[FeatureTable, dict[str, str], dict[str, dict[str, str]]]:
     """Item features, rendered text and raw text fields from ``movies_extrainfos.dat``."""
     rows = _dat_rows(path, ITEM_COLUMNS)
     _check_unique_ids(path, rows, "movie_id")
+    _check_vocab(path, rows, ITEM_SINGLE_FEATURES + ITEM_MULTI_FEATURES, vocab)
     ids = [row["movie_id"] for _, row in rows]
     single = {name: [row[name] for _, row in rows] for name in ITEM_SINGLE_FEATURES}
     multi = {name: [_split_list(row[name]) for _, row in rows] for name in ITEM_MULTI_FEATURES}
@@ -269,10 +348,11 @@ def _load_items(path: Path) -> tuple[FeatureTable, dict[str, str], dict[str, dic
     return _feature_table(ids, single, multi), text, fields
 
 
-def _load_users(path: Path) -> FeatureTable:
+def _load_users(path: Path, vocab: dict[str, tuple[set[str], str]]) -> FeatureTable:
     """User features from ``users.dat``."""
     rows = _dat_rows(path, USER_COLUMNS)
     _check_unique_ids(path, rows, "user_id")
+    _check_vocab(path, rows, USER_FEATURES, vocab)
     ids = [row["user_id"] for _, row in rows]
     single = {name: [row[name] for _, row in rows] for name in USER_FEATURES}
     return _feature_table(ids, single, {})
@@ -421,6 +501,9 @@ def load_melu(root: str | Path) -> RecDataset:
     Users carry ``gender``, ``age``, ``occupation`` and ``zip`` (width 1); items carry ``rate``
     (width 1) and the multi-valued ``genre``, ``director`` and ``actors`` (zero-padded).
     Vocabularies follow first-seen order in the files; ``N/A`` or empty values get no index.
+    Every other value must be in MeLU's vocabulary file of its feature (:data:`VOCAB_FILES`,
+    looked up as MeLU does: a zip code by its first five characters, a director without a
+    parenthesised note) or, where ``root`` lacks that file, in :data:`BUILTIN_VOCAB`.
     ``item_text`` is rendered with :data:`ITEM_TEXT_TEMPLATE`; ``meta["item_fields"]`` keeps
     each movie's raw text fields (``N/A`` included) for other templates.
 
@@ -429,13 +512,14 @@ def load_melu(root: str | Path) -> RecDataset:
     ``meta["merged_repeats"]`` as ``(state, user, movie)``.
 
     Raises:
-        DataError: a file is missing, unreadable or inconsistent; the message names the file
-            and the line, user or movie at fault.
+        DataError: a file is missing, unreadable or inconsistent, or a feature value is outside
+            its vocabulary; the message names the file and the line, user, movie or value.
     """
     root = Path(root)
     paths = _require_all(root)
-    items, item_text, item_fields = _load_items(paths[ITEMS_FILE])
-    users = _load_users(paths[USERS_FILE])
+    vocab = _vocabularies(root)
+    items, item_text, item_fields = _load_items(paths[ITEMS_FILE], vocab)
+    users = _load_users(paths[USERS_FILE], vocab)
     states = {
         state: _load_state(paths[f"{state}.json"], paths[f"{state}_y.json"], users, items)
         for state in STATES
@@ -459,23 +543,28 @@ def load_melu(root: str | Path) -> RecDataset:
     )
 
 
-def verify_melu(root: str | Path, strict: bool = False) -> dict[str, bool]:
+def verify_melu(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
     """Check each file of :data:`MELU_SHA256` against its digest (of the uncompressed bytes).
 
-    Returns ``{file name: matches}``; a missing or unreadable file counts as not matching.
-    With ``strict=True`` any mismatch raises a :class:`DataError` listing the failing files.
+    Returns ``{file name: status}`` in :data:`MELU_SHA256` order, the status being ``"ok"``,
+    ``"missing"`` (neither ``NAME`` nor ``NAME.gz`` in ``root``), ``"unreadable"`` (e.g. a
+    corrupt gzip) or ``"checksum mismatch"``. With ``strict=True`` any file not ``"ok"``
+    raises a :class:`DataError` listing them.
     """
     root = Path(root)
-    report: dict[str, bool] = {}
+    report: dict[str, FileStatus] = {}
     problems = []
     for name, expected in MELU_SHA256.items():
         path = _locate(root, name)
         actual = _sha256(path) if path is not None else None
-        report[name] = actual == expected
         if path is None:
+            report[name] = "missing"
             problems.append(f"{name} (missing)")
         elif actual != expected:
+            report[name] = "checksum mismatch" if actual else "unreadable"
             problems.append(f"{path.name} (sha256 {actual or 'unreadable'})")
+        else:
+            report[name] = "ok"
     if strict and problems:
         raise DataError(f"MeLU files in {root} fail verification: {', '.join(problems)}")
     return report
@@ -486,6 +575,10 @@ def download_melu(root: str | Path) -> Path:
 
     Files already present (plain or ``.gz``) with the right digest are not fetched again.
     Returns ``root``.
+
+    Raises:
+        DataError: a download failed (no network, an HTTP error, a wrong digest); one line
+            with the URL and how to point metarec at a local copy instead.
     """
     # Imported here so that loading local data never needs pooch.
     import pooch
@@ -496,7 +589,15 @@ def download_melu(root: str | Path) -> Path:
         present = _locate(root, name)
         if present is not None and _sha256(present) == digest:
             continue
-        pooch.retrieve(
-            url=MELU_BASE_URL + name, known_hash=f"sha256:{digest}", fname=name, path=root
-        )
+        url = MELU_BASE_URL + name
+        try:
+            pooch.retrieve(url=url, known_hash=f"sha256:{digest}", fname=name, path=root)
+        # requests' and urllib's errors are OSErrors, a wrong digest a ValueError; anything
+        # pooch raises means no file. KeyboardInterrupt is no Exception, so Ctrl-C still stops.
+        except Exception as err:
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            raise DataError(
+                f"download of {url} failed ({reason}); to use a local copy of MeLU's files, "
+                f"pass --root DIR (or set data.root) to the folder holding them"
+            ) from err
     return root

@@ -8,6 +8,7 @@ adapting. Evaluation adapts on the support set, so it runs with gradients enable
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -127,6 +128,48 @@ class MetaLearner(L.LightningModule):
         self.test_results: dict[str, dict[str, float | int]] = {}
         # Each test scenario's per-task metrics (float64 columns, in task order).
         self.test_per_task: dict[str, dict[str, torch.Tensor]] = {}
+
+    # The resolved run config (YAML) under this key of the checkpoint's "hyper_parameters".
+    CONFIG_KEY = "metarec_config"
+
+    def keep_run_config(self, run_config: str) -> MetaLearner:
+        """Save the resolved run config (``to_yaml``) with this learner's checkpoints, so that
+        :meth:`load_from_checkpoint` can rebuild it; returns the learner."""
+        self.save_hyperparameters({self.CONFIG_KEY: run_config}, logger=False)
+        return self
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: str | torch.device | None = None,
+        hparams_file: None = None,
+        strict: bool = True,
+        weights_only: bool | None = True,
+        tasks: ColdStartTasks | None = None,
+        **overrides: Any,
+    ) -> MetaLearner:
+        """The learner of a metarec checkpoint, its weights loaded, in evaluation mode.
+
+        Lightning's signature, but the network is built anew from the run config saved in the
+        checkpoint (:meth:`keep_run_config`; else the run folder's ``config.yaml``), which
+        needs the run's dataset: ``data.root`` for files, changed by ``overrides`` such as
+        ``data={"root": PATH}``, or given ``tasks``. The file is always read with
+        ``weights_only=True``; ``hparams_file`` is not supported. Called on a learner class,
+        the checkpoint must hold that learner (or a subclass).
+        """
+        from metarec.api import learner_from_checkpoint  # the api imports this module
+
+        if hparams_file is not None or weights_only is False:
+            raise ValueError("metarec checkpoints carry their config; they load weights_only")
+        learner = learner_from_checkpoint(checkpoint_path, tasks=tasks, strict=strict,
+                                          **overrides)  # fmt: skip
+        if not isinstance(learner, cls):
+            raise TypeError(
+                f"{checkpoint_path} holds a '{learner.name}' learner "
+                f"({type(learner).__name__}), not a {cls.__name__}"
+            )
+        return learner.to(map_location) if map_location is not None else learner
 
     def for_task(self, task: TaskConfig, levels: torch.Tensor | None = None) -> MetaLearner:
         """Set what the tasks predict (``task.*`` of the run config) and the rating scale's

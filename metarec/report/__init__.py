@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from metarec.config import RunConfig
 from metarec.data.datamodule import ALL_SCENARIOS
 
@@ -76,14 +78,35 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
-def print_table(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> None:
-    """The same table in the terminal."""
+def print_table(cfg: RunConfig, metrics: dict, baseline: dict | None = None, console=None) -> None:
+    """The table for a person. To a terminal (or a given rich ``console``) compact, to fit 80
+    columns: one column per scenario, a block of rows per metric (one row per method), 4
+    decimals, folded rather than cut where a terminal is narrower still. To a file or a log
+    (stdout not a terminal): the plain Markdown table of ``table.md``, which no width cuts."""
+    if console is None and not sys.stdout.isatty():
+        print(markdown_table(cfg, metrics, baseline), end="", flush=True)
+        return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{cfg.learner.name} on {cfg.data.name}")
-    for column in ["method", "scenario", *metric_names(cfg), "tasks"]:
-        table.add_column(column, justify="left" if column in ("method", "scenario") else "right")
-    for row in table_rows(cfg, metrics, baseline):
-        table.add_row(*row)
-    Console().print(table)
+    rows = table_rows(cfg, metrics, baseline)  # [method, scenario, *metrics, tasks]
+    scenarios = list(dict.fromkeys(row[1] for row in rows))
+    by_method: dict[str, dict[str, list[str]]] = {}
+    for row in rows:
+        by_method.setdefault(row[0], {})[row[1]] = row[2:]
+    table = Table(title=f"{cfg.learner.name} on {cfg.data.name}", box=box.SIMPLE_HEAD,
+                  show_edge=False, caption="all digits: metrics.json, table.md")  # fmt: skip
+    table.add_column("method", overflow="fold")
+    for scenario in scenarios:  # two header lines: "new user" over "item"
+        head, _, tail = scenario.rpartition("_")
+        table.add_column(f"{head.replace('_', ' ')}\n{tail}" if head else scenario,
+                         justify="right", overflow="fold")  # fmt: skip
+    for index, metric in enumerate([*metric_names(cfg), "tasks"]):
+        table.add_row(Text(metric, style="bold"), *[""] * len(scenarios))
+        for method, cells in by_method.items():
+            values = [cells[scenario][index] for scenario in scenarios]
+            if any(value != "–" for value in values):  # the paper has some metrics only
+                table.add_row(Text(f"  {method}"), *values)  # names are not markup
+    (console or Console()).print(table)
