@@ -200,28 +200,23 @@ def test_quoted_field_holding_the_separator(tmp_path):
 # --- header and columns settings -------------------------------------------------------------
 
 
-def test_no_header_needs_columns(tmp_path):
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("data.csv.columns=[]", r"key 'data\.csv\.columns': empty.*header is false"),
+        ("data.csv.columns=[user,item,score,timestamp]",
+         r"key 'data\.csv\.columns': no column 'rating'.*u\.data"),
+        ("data.csv.columns=[user,item,rating,user]",
+         r"key 'data\.csv\.columns': repeated column names"),
+        ("data.csv.header=true", r"u\.data line 1: no column 'user'.*data\.csv\.header"),
+    ],
+)  # fmt: skip
+def test_bad_header_and_column_settings_name_the_key(tmp_path, setting, message):
+    """No header needs the columns, which name the rating once each; a headerless file read
+    with a header says which settings to use."""
     write_lines(tmp_path / "u.data", as_lines(movielens_rows(), "\t"))
-    with pytest.raises(DataError, match=r"key 'data\.csv\.columns': empty.*header is false"):
-        load_documented(tmp_path, "u.data", "data.csv.columns=[]")
-
-
-def test_columns_lack_the_rating(tmp_path):
-    write_lines(tmp_path / "u.data", as_lines(movielens_rows(), "\t"))
-    with pytest.raises(DataError, match=r"key 'data\.csv\.columns': no column 'rating'.*u\.data"):
-        load_documented(tmp_path, "u.data", "data.csv.columns=[user,item,score,timestamp]")
-
-
-def test_columns_named_twice(tmp_path):
-    write_lines(tmp_path / "u.data", as_lines(movielens_rows(), "\t"))
-    with pytest.raises(DataError, match=r"key 'data\.csv\.columns': repeated column names"):
-        load_documented(tmp_path, "u.data", "data.csv.columns=[user,item,rating,user]")
-
-
-def test_headerless_file_read_with_a_header_says_how(tmp_path):
-    write_lines(tmp_path / "u.data", as_lines(movielens_rows(), "\t"))
-    with pytest.raises(DataError, match=r"u\.data line 1: no column 'user'.*data\.csv\.header"):
-        load_documented(tmp_path, "u.data", "data.csv.header=true")
+    with pytest.raises(DataError, match=message):
+        load_documented(tmp_path, "u.data", setting)
 
 
 def test_empty_file_without_header(tmp_path):
