@@ -123,7 +123,8 @@ def run_overrides(run: Run, overrides: list[str], out: Path) -> list[str]:
     warm = [f"task.warm=[{run.warm}]"] + (["task.cold=false"] if run.warm == "warmup" else [])
     data_seed = [f"data.seed={run.seed}"] if run.data_seed else []
     return [*overrides, *warm, f"item.text={run.text}", f"seed={run.seed}", *data_seed,
-            f"output_dir={out / 'runs'}", "trainer.progress_bar=false"]  # fmt: skip
+            f"output_dir={out / 'runs'}", "trainer.progress_bar=false",
+            "trainer.log_lines_every=0"]  # fmt: skip
 
 
 def config_hash(run: Run, overrides: list[str], out: Path) -> str:
