@@ -91,7 +91,9 @@ class DataConfig:
     query_size: int = setting(10, "query ratings per task; the rest are the support set")
     val_fraction: float = setting(0.1, "share of warm users held out for validation")
     test_fraction: float = setting(
-        0.1, "share of warm users held out as the warm test scenario (never meta-trained on)"
+        0.1,
+        "share of warm users held out as the warm test scenario, never meta-trained on "
+        "(task.warm heldout; seen leaves them unused, warmup meta-trains on them too)",
     )
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     csv: CsvConfig = field(default_factory=CsvConfig)
