@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarec.config import ConfigError, RunConfig, load_config, to_yaml
+from metarec.config import RunConfig, load_config, to_yaml
 from metarec.data.datamodule import ColdStartTasks
-from metarec.data.schema import DataError, FeatureTable
+from metarec.data.schema import FeatureTable
+from metarec.errors import ConfigError, DataError
 from metarec.io import atomic_write_text
 from metarec.learners.base import MetaLearner
 from metarec.resume import run_dir_of

@@ -2,7 +2,8 @@
 ``metarec reproduce DATASET``, ``metarec results FOLDER``, ``metarec learners``,
 ``metarec predict RUN`` and ``metarec data ...``.
 
-Imports stay inside the commands: ``metarec --help`` must not wait for torch and Lightning.
+Imports stay inside the commands: ``metarec --help`` must not wait for torch and Lightning
+(``metarec.errors``, which imports nothing, is the one module-level import).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import sys
 import warnings
 from pathlib import Path
+
+from metarec.errors import ConfigError, DataError, TrainingDiverged
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -72,7 +75,6 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from metarec.config import ConfigError
     from metarec.reproduce import load_rows, update_readme, write_report
 
     folder = Path(args.folder)
@@ -102,7 +104,6 @@ def _data(args: argparse.Namespace) -> int:
     from metarec.config import DataConfig
     from metarec.data.datamodule import data_root
     from metarec.data.melu import download_melu, verify_melu
-    from metarec.data.schema import DataError
 
     if args.dataset != "melu-ml1m":
         raise DataError(f"only melu-ml1m is downloadable; got '{args.dataset}'")
@@ -128,7 +129,6 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from metarec.config import ConfigError
     from metarec.predict import predict_file
 
     features = {}
@@ -148,8 +148,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _learners(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from metarec.config import ConfigError
-    from metarec.learners import LEARNERS
+    from metarec.catalog import LEARNERS
 
     if args.name and args.name not in LEARNERS:
         raise ConfigError(
@@ -261,22 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """The errors that mean bad input or settings, imported only once a command runs."""
-    from metarec.config.load import ConfigError
-    from metarec.data.schema import DataError
-
-    errors: tuple[type[Exception], ...] = (ConfigError, DataError)
-    base = sys.modules.get("metarec.learners.base")  # not imported: it cannot have raised
-    return errors + ((base.TrainingDiverged,) if base else ())
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one clear line, not a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _user_errors() as err:
+    except (ConfigError, DataError, TrainingDiverged) as err:  # bad input or settings
         print(f"metarec: error: {err}", file=sys.stderr)
         if os.environ.get("METAREC_DEBUG"):
             raise

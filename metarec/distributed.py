@@ -25,7 +25,7 @@ from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, RandomSampler, Sampler
 
-from metarec.config import ConfigError
+from metarec.errors import ConfigError
 
 # DDP's switch for the buffer broadcast before every forward (renamed in recent torch).
 _NO_FORWARD_BUFFER_SYNC = (

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from metarec.data.schema import DataError
+from metarec.errors import DataError
 from metarec.io import atomic_write_text
 
 COLUMNS = ("item", "rating")

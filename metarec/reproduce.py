@@ -36,7 +36,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metarec.config import ConfigError, load_config, to_yaml
+from metarec.config import load_config, to_yaml
+from metarec.errors import ConfigError
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.paths import experiments_root
 from metarec.report import PAPER
@@ -85,8 +86,8 @@ def plan(
     ID-only model) runs once per seed with none; an experiment that sets ``item.text`` itself
     (the text-only ``textsim``) runs with that setting only, and one that sets ``task.warm``
     (``melu_paper``) with its own warm protocols only."""
+    from metarec.catalog import LEARNERS
     from metarec.config.load import read_yaml_mapping
-    from metarec.learners import LEARNERS
 
     available = sorted(path.stem for path in folder.glob("*.yaml"))
     methods = list(methods) if methods else available

@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 import metarec
-from metarec.config import ConfigError, RunConfig, load_config
-from metarec.data.schema import DataError
+from metarec.config import RunConfig, load_config
+from metarec.errors import ConfigError, DataError
 from metarec.io import atomic_write_json
 
 LAST = "last.ckpt"

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 import yaml
 
-from metarec.config import ConfigError, load_config
+from metarec.config import load_config
 from metarec.config.load import read_yaml_mapping
+from metarec.errors import ConfigError, TrainingDiverged
 from metarec.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,6 @@ def _wandb_installed() -> bool:
 
 
 def _run_trial(sweep: Sweep, name: str, params: dict, out: Path) -> Trial:
-    from metarec.learners.base import TrainingDiverged
     from metarec.train import train
 
     overrides = [*sweep.fixed, *sweep.extra, *(f"{k}={format_value(v)}" for k, v in params.items())]

@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
 
-from metarec.config import ConfigError, RunConfig, to_yaml
+from metarec.config import RunConfig, to_yaml
+from metarec.errors import ConfigError
 from metarec.io import atomic_write_text
 
 log = logging.getLogger(__name__)

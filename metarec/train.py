@@ -14,12 +14,14 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import OmegaConf
 
 import metarec
-from metarec.config import ConfigError, ModelConfig, RunConfig, TaskConfig, to_yaml
+from metarec.catalog import LEARNERS
+from metarec.config import ModelConfig, RunConfig, TaskConfig, to_yaml
 from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
-from metarec.data.itemtext import attach_item_text
 from metarec.distributed import lightning_strategy
+from metarec.encoders.attach import attach_item_text
+from metarec.errors import ConfigError
 from metarec.io import atomic_write_json, atomic_write_text
-from metarec.learners import LEARNERS, MetaLearner
+from metarec.learners import MetaLearner
 from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
 from metarec.progress import progress_lines, quiet_lightning
 from metarec.report import markdown_table

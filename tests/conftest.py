@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import metarec.catalog  # noqa: F401  (registers every learner and baseline, first)
 from metarec.config import load_config
 from metarec.data.datamodule import ColdStartTasks, load_dataset
 

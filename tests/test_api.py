@@ -14,7 +14,7 @@ import metarec
 from metarec.api import NEW_USER, resolve_config
 from metarec.cli import main
 from metarec.config import RunConfig
-from metarec.data.schema import DataError
+from metarec.errors import DataError
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
 from metarec.train import RunResult

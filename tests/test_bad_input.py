@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from metarec.cli import main
-from metarec.config import ConfigError, load_config, to_yaml
+from metarec.config import load_config, to_yaml
 from metarec.data.datamodule import ColdStartTasks, load_dataset
 from metarec.data.generic import load_csv
-from metarec.data.schema import DataError
+from metarec.errors import ConfigError, DataError
 from metarec.resume import check_checkpoint, check_same_config, resume_checkpoint
 
 from .test_melu_loader import FakeMelu, expect_error

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from metarec.baselines.bias import (
+from metarec.bias import (
     ITEM_PSEUDO_GRID,
     USER_PSEUDO_GRID,
     item_means,
@@ -18,9 +18,10 @@ from metarec.baselines.bias import (
     predict_bias,
 )
 from metarec.cli import main
-from metarec.config import ConfigError, load_config
+from metarec.config import load_config
 from metarec.data.datamodule import ColdStartTasks, load_dataset
 from metarec.data.tasks import TaskSet
+from metarec.errors import ConfigError
 from metarec.train import build_learner
 
 from .conftest import SMALL

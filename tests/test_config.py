@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from metarec.config.load import ConfigError, load_config, to_yaml
+from metarec.config.load import load_config, to_yaml
 from metarec.config.schema import LearnerConfig, ModelConfig, RunConfig
+from metarec.errors import ConfigError
 from metarec.learners.maml import MAMLSettings
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

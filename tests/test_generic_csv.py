@@ -21,7 +21,7 @@ from metarec.config import load_config
 from metarec.data import generic
 from metarec.data.datamodule import FEW_TASKS, ColdStartTasks, load_dataset
 from metarec.data.generic import load_csv
-from metarec.data.schema import DataError
+from metarec.errors import DataError
 
 COLUMNS = ["user", "item", "rating", "timestamp"]
 

@@ -13,9 +13,9 @@ import torch
 from metarec.cli import main
 from metarec.config import DataConfig, SyntheticConfig, TaskConfig, load_config
 from metarec.data.datamodule import ITEM_SCENARIOS, SCENARIOS, ColdStartTasks
-from metarec.data.schema import DataError
 from metarec.data.synthetic import make_synthetic
 from metarec.encoders.features import FeatureEmbedding
+from metarec.errors import DataError
 from metarec.learners import LEARNERS
 from metarec.learners.functional import masked_bce, masked_mse
 from metarec.train import build_learner

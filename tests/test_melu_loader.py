@@ -15,7 +15,8 @@ import pytest
 
 from metarec.data import melu
 from metarec.data.melu import load_melu, render_item_text, verify_melu
-from metarec.data.schema import STATES, DataError, RecDataset
+from metarec.data.schema import STATES, RecDataset
+from metarec.errors import DataError
 
 # Fabricated rows in MeLU's format; CRLF endings like the real movies_extrainfos.dat.
 MOVIES = [

@@ -14,8 +14,7 @@ import torch
 import metarec.train
 from metarec import reproduce as rep
 from metarec.cli import main
-from metarec.config import ConfigError
-from metarec.data.schema import DataError
+from metarec.errors import ConfigError, DataError
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
 from metarec.report.compare import TABLE_METRICS, findings, table_lines, wins
 from tests.conftest import SMALL

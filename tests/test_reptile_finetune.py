@@ -10,7 +10,8 @@ import torch
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from metarec.config import ConfigError, load_config
+from metarec.config import load_config
+from metarec.errors import ConfigError
 from metarec.learners import LEARNERS
 from metarec.learners.base import query_of, support_of, whole_task
 from metarec.learners.functional import masked_mse

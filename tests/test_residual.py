@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from metarec.baselines.bias import predict_bias
-from metarec.config import ConfigError, load_config
+from metarec.bias import predict_bias
+from metarec.config import load_config
+from metarec.errors import ConfigError
 from metarec.learners.base import support_of
 from metarec.train import build_learner, train
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import metarec.train
-from metarec.config import ConfigError, load_config
+from metarec.config import load_config
 from metarec.data.datamodule import ColdStartTasks, load_dataset
-from metarec.data.schema import DataError
+from metarec.errors import ConfigError, DataError
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
 
 from .conftest import SMALL

@@ -3,7 +3,7 @@
 ``kind`` picks the predictor: ``global`` (the mean meta-training rating), ``user`` (the mean of
 the task's support ratings), ``item`` (the item's mean meta-training rating, the global mean for
 an item never rated there), ``bias`` (item mean plus the user's mean offset on the support
-set; ``metarec.baselines.bias``, the strong simple baseline) or ``shrunk`` (``bias`` with the
+set; ``metarec.bias``, the strong simple baseline) or ``shrunk`` (``bias`` with the
 item means shrunk toward the global mean and the offset toward 0 by pseudo-counts, picked on
 the validation tasks when not set). Predictions are clamped to the rating scale and kept in
 float64, as ``bias.py`` computes them.
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.baselines.bias import item_means, pick_pseudo_counts, predict_bias
-from metarec.config import ConfigError
+from metarec.bias import item_means, pick_pseudo_counts, predict_bias
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
+from metarec.errors import ConfigError
 from metarec.learners.base import Batch, MetaLearner
 from metarec.registry import LEARNERS
 
@@ -63,12 +63,12 @@ class MeanSettings(LearnerConfig):
     item_pseudo: float | None = setting(
         None,
         "kind shrunk: ratings at the global mean added to each item's mean; null: picked on "
-        "the validation tasks from metarec.baselines.bias.ITEM_PSEUDO_GRID",
+        "the validation tasks from metarec.bias.ITEM_PSEUDO_GRID",
     )
     user_pseudo: float | None = setting(
         None,
         "kind shrunk: ratings with no offset added to the user's support set; null: picked on "
-        "the validation tasks from metarec.baselines.bias.USER_PSEUDO_GRID",
+        "the validation tasks from metarec.bias.USER_PSEUDO_GRID",
     )
 
     def __post_init__(self) -> None:

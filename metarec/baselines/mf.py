@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.baselines.bias import item_means
+from metarec.bias import item_means
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
 from metarec.distributed import rank_share

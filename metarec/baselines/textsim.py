@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config import ConfigError
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.datamodule import ColdStartTasks
+from metarec.errors import ConfigError
 from metarec.learners.base import Batch, MetaLearner
 from metarec.registry import LEARNERS
 

@@ -1,6 +1,6 @@
 """Structured configs and their loading."""
 
-from metarec.config.load import ConfigError, load_config, to_yaml
+from metarec.config.load import load_config, to_yaml
 from metarec.config.schema import (
     DataConfig,
     EncoderConfig,
@@ -13,6 +13,7 @@ from metarec.config.schema import (
     TrackingConfig,
     TrainerConfig,
 )
+from metarec.errors import ConfigError
 
 __all__ = [
     "ConfigError",

@@ -10,14 +10,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metarec.config.schema import RunConfig
+from metarec.errors import ConfigError  # also importable from here, as before
 from metarec.paths import experiments_root
+from metarec.registry import LEARNERS
 
 # A built-in experiment named without its folder (``maml``) is the synthetic one.
 DEFAULT_DATASET = "synthetic"
-
-
-class ConfigError(ValueError):
-    """A bad config file or override; the message names the file and the key."""
 
 
 def _describe(err: OmegaConfBaseException, prefix: str = "") -> str:
@@ -87,8 +85,6 @@ def _read_yaml(path: Path) -> DictConfig:
 
 def _typed_learner(config: DictConfig, source: str) -> DictConfig:
     """The learner section merged onto the chosen learner's own Settings dataclass."""
-    from metarec.learners import LEARNERS  # registers the built-in learners
-
     name = config.learner.get("name", "maml")
     try:
         settings = LEARNERS.get(name).Settings

@@ -13,10 +13,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from metarec.config.schema import DataConfig, TaskConfig
-from metarec.data.schema import STATES, DataError, RecDataset
+from metarec.data.schema import STATES, RecDataset
 from metarec.data.synthetic import make_synthetic
 from metarec.data.tasks import TaskSet, build_tasks, split_users, warmup_split
 from metarec.distributed import MetaBatchSampler, shard
+from metarec.errors import DataError
 
 # Evaluation scenario -> the MeLU state it is drawn from.
 SCENARIOS = {

@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from metarec.config.schema import CsvConfig
-from metarec.data.schema import STATES, DataError, FeatureTable, RecDataset, UserRatings
+from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.errors import DataError
 
 DATASET_NAME = "csv"
 _SNIPPET_CHARS = 60

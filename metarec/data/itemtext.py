@@ -1,14 +1,13 @@
-"""Item descriptions: rendered from a template over the dataset's fields, then embedded."""
+"""Item descriptions, rendered from a template over the dataset's fields
+(:func:`metarec.encoders.attach.attach_item_text` embeds them)."""
 
 from __future__ import annotations
 
 import string
-from dataclasses import replace
-from functools import partial
 
-from metarec.config.schema import EncoderConfig, ItemConfig
 from metarec.data.melu import render_item_text
-from metarec.data.schema import DataError, RecDataset
+from metarec.data.schema import RecDataset
+from metarec.errors import DataError
 
 
 def item_texts(dataset: RecDataset, template: str | None = None) -> list[str]:
@@ -30,27 +29,3 @@ def item_texts(dataset: RecDataset, template: str | None = None) -> list[str]:
             f"{dataset.name} has {sorted(known)}"
         )
     return [render_item_text(fields.get(item, {}), template) for item in dataset.items.ids]
-
-
-def attach_item_text(
-    dataset: RecDataset, item: ItemConfig, encoder: EncoderConfig, progress: bool = True
-) -> RecDataset:
-    """The dataset with its item table carrying text embeddings, as ``item.text`` asks.
-
-    Embeddings come from the cache when every text is there (the model is then not loaded);
-    with ``encoder.trainable: full | lora`` the item table gets the encoder itself instead.
-    """
-    if item.text == "none":
-        return dataset
-    texts = item_texts(dataset, item.template)
-    if encoder.trainable != "none":  # the network holds the encoder and tunes it
-        from metarec.encoders.tower import TextTower
-
-        items = replace(dataset.items, text_model=partial(TextTower, texts, encoder),
-                        text_only=item.text == "replace")  # fmt: skip
-        return replace(dataset, items=items)
-    from metarec.encoders.cache import embed_texts  # needs the `text` extra
-
-    vectors = embed_texts(texts, encoder, progress=progress)
-    items = replace(dataset.items, text=vectors.numpy(), text_only=item.text == "replace")
-    return replace(dataset, items=items)

@@ -31,7 +31,8 @@ from typing import IO, Literal
 
 import numpy as np
 
-from metarec.data.schema import STATES, DataError, FeatureTable, RecDataset, UserRatings
+from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.errors import DataError
 
 DATASET_NAME = "melu-ml1m"
 MELU_BASE_URL = "https://raw.githubusercontent.com/hoyeoplee/MeLU/master/movielens/ml-1m/"

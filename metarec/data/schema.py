@@ -8,11 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from metarec.errors import DataError  # noqa: F401  (still importable from here, as before)
+
 STATES = ("warm_state", "user_cold_state", "item_cold_state", "user_and_item_cold_state")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and the line, key or id that is wrong."""
 
 
 @dataclass

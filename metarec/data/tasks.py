@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from metarec.data.schema import DataError, RecDataset, UserRatings
+from metarec.data.schema import RecDataset, UserRatings
+from metarec.errors import DataError
 
 SUPPORT_KEYS = ("support_item", "support_rating", "support_mask")
 QUERY_KEYS = ("query_item", "query_rating", "query_mask")

@@ -1,10 +1,8 @@
-"""Meta-learners; importing this package registers every built-in learner."""
+"""Meta-learners; importing this package registers every built-in learner (the baselines, in
+``metarec.baselines``, are registered with them by ``metarec.catalog``)."""
 
 from metarec.learners import attention, maml, metasgd, protonet, reptile, ridge  # noqa: F401  (registers)
 from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 __all__ = ["LEARNERS", "MetaLearner"]
-
-# Last: the baselines subclass MetaLearner, so they import metarec.learners.base themselves.
-from metarec.baselines import finetune, mean, mf, textsim, widedeep  # noqa: E402, F401

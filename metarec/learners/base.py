@@ -15,11 +15,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from metarec.baselines.bias import item_means, pick_pseudo_counts
+from metarec.bias import item_means, pick_pseudo_counts
 from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig
 from metarec.data.datamodule import ColdStartTasks
 from metarec.distributed import gather_rows, share_of_meta_batch
 from metarec.encoders.network import MeLUNet
+from metarec.errors import TrainingDiverged  # also importable from here, as before
 from metarec.learners.functional import task_loss
 from metarec.metrics import binary_task_metrics, summarize, task_metrics
 
@@ -35,10 +36,6 @@ def whole_task(batch: Batch) -> Batch:
         "rating": torch.cat([batch["support_rating"], batch["query_rating"]], dim=1),
         "mask": torch.cat([batch["support_mask"], batch["query_mask"]], dim=1),
     }
-
-
-class TrainingDiverged(FloatingPointError):
-    """The meta-training loss stopped being finite; no number from such a run is reported."""
 
 
 def support_of(batch: Batch) -> Batch:

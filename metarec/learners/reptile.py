@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config import ConfigError
 from metarec.config.schema import setting
 from metarec.distributed import mean_over_ranks, share_of_meta_batch
+from metarec.errors import ConfigError
 from metarec.learners.base import Batch, query_of, whole_task
 from metarec.learners.functional import Adapted, Params, adapt_tasks
 from metarec.learners.maml import MAML, MAMLSettings

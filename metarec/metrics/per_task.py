@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from metarec.data.schema import DataError
+from metarec.errors import DataError
 from metarec.io import atomic_write_bytes
 
 PER_TASK_FILE = "per_task.csv.gz"
