@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from metarec.config import load_config
-from metarec.data.datamodule import SCENARIOS
+from metarec.data.scenarios import SCENARIOS
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.train import train
 

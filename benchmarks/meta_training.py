@@ -36,9 +36,10 @@ from torch import nn
 from torch.func import functional_call
 
 from metarec.config import RunConfig, load_config
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.batch import Batch
+from metarec.data.scenarios import ColdStartTasks
 from metarec.io import atomic_write_json
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Loss
 from metarec.train import build_learner, prepare_tasks
 

@@ -33,8 +33,9 @@ from meta_training import (
 from torch import nn
 from torch.func import functional_call
 
+from metarec.data.batch import Batch
 from metarec.data.tasks import TaskSet
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Loss
 from metarec.train import prepare_tasks
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from compare import write_results  # noqa: E402  (benchmarks/, beside this script)
 
 from metarec.config import load_config
-from metarec.data.datamodule import SCENARIOS
+from metarec.data.scenarios import SCENARIOS
 from metarec.metrics import confidence_interval
 from metarec.train import train
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from metarec.config import RunConfig, load_config, to_yaml
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import FeatureTable
 from metarec.errors import ConfigError, DataError
 from metarec.io import atomic_write_text

@@ -102,8 +102,8 @@ def _file_status(root: Path, name: str, check: bool | str) -> str:
 
 def _data(args: argparse.Namespace) -> int:
     from metarec.config import DataConfig
-    from metarec.data.datamodule import data_root
-    from metarec.data.melu import download_melu, verify_melu
+    from metarec.data.melu_files import download_melu, verify_melu
+    from metarec.data.scenarios import data_root
 
     if args.dataset != "melu-ml1m":
         raise DataError(f"only melu-ml1m is downloadable; got '{args.dataset}'")

@@ -76,7 +76,7 @@ class Sweep:
 
 def logged_metrics() -> set[str]:
     """Every metric name a run writes to ``summary.json`` (as Lightning logs it)."""
-    from metarec.data.datamodule import ALL_SCENARIOS
+    from metarec.data.scenarios import ALL_SCENARIOS
     from metarec.metrics import binary_task_metrics, task_metrics
 
     preds = torch.tensor([[4.0, 2.0]])

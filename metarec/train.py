@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 import metarec
 from metarec.catalog import LEARNERS
 from metarec.config import ModelConfig, RunConfig, TaskConfig, to_yaml
-from metarec.data.datamodule import ColdStartDataModule, ColdStartTasks, load_dataset
+from metarec.data.datamodule import ColdStartDataModule
+from metarec.data.scenarios import ColdStartTasks, load_dataset
 from metarec.distributed import lightning_strategy
 from metarec.encoders.attach import attach_item_text
 from metarec.errors import ConfigError

@@ -13,7 +13,7 @@ import torch
 
 import metarec.catalog  # noqa: F401  (registers every learner and baseline, first)
 from metarec.config import load_config
-from metarec.data.datamodule import ColdStartTasks, load_dataset
+from metarec.data.scenarios import ColdStartTasks, load_dataset
 
 # A synthetic dataset small enough for unit tests, big enough that adaptation shows.
 SMALL = [

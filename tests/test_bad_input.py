@@ -19,8 +19,8 @@ import torch
 
 from metarec.cli import main
 from metarec.config import load_config, to_yaml
-from metarec.data.datamodule import ColdStartTasks, load_dataset
 from metarec.data.generic import load_csv
+from metarec.data.scenarios import ColdStartTasks, load_dataset
 from metarec.errors import ConfigError, DataError
 from metarec.resume import check_checkpoint, check_same_config, resume_checkpoint
 

@@ -19,7 +19,7 @@ from metarec.bias import (
 )
 from metarec.cli import main
 from metarec.config import load_config
-from metarec.data.datamodule import ColdStartTasks, load_dataset
+from metarec.data.scenarios import ColdStartTasks, load_dataset
 from metarec.data.tasks import TaskSet
 from metarec.errors import ConfigError
 from metarec.train import build_learner

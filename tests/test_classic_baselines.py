@@ -9,8 +9,8 @@ import torch
 
 from metarec.baselines.mean import Mean, MeanRatings, MeanSettings
 from metarec.config import load_config
+from metarec.data.batch import query_of, support_of
 from metarec.data.datamodule import ColdStartDataModule
-from metarec.learners.base import query_of, support_of
 from metarec.train import bias_baseline, build_learner, evaluate
 
 from .conftest import SMALL

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from metarec.data.datamodule import ColdStartDataModule
-from metarec.distributed import MetaBatchSampler, shard
+from metarec.data.sampler import MetaBatchSampler, shard
 
 from .ddp_runs import RUNS, run
 

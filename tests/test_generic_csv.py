@@ -19,8 +19,8 @@ import yaml
 
 from metarec.config import load_config
 from metarec.data import generic
-from metarec.data.datamodule import FEW_TASKS, ColdStartTasks, load_dataset
 from metarec.data.generic import load_csv
+from metarec.data.scenarios import FEW_TASKS, ColdStartTasks, load_dataset
 from metarec.errors import DataError
 
 COLUMNS = ["user", "item", "rating", "timestamp"]
@@ -235,7 +235,7 @@ def test_few_tasks_warning_names_scenario_and_count(tmp_path, caplog):
     experiment.write_text(yaml.safe_dump(documented_configs()["ratings.dat"]))
     cfg = load_config(experiment, [f"data.root={tmp_path}", "data.min_ratings=4",
                                    "data.query_size=2"]).data  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="metarec.data.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="metarec.data.scenarios"):
         tasks = ColdStartTasks(load_dataset(cfg), cfg)
     sizes = {scenario: len(task_set) for scenario, task_set in tasks.test.items()}
     few = {scenario for scenario, size in sizes.items() if size < FEW_TASKS}

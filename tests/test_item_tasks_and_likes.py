@@ -12,7 +12,7 @@ import torch
 
 from metarec.cli import main
 from metarec.config import DataConfig, SyntheticConfig, TaskConfig, load_config
-from metarec.data.datamodule import ITEM_SCENARIOS, SCENARIOS, ColdStartTasks
+from metarec.data.scenarios import ITEM_SCENARIOS, SCENARIOS, ColdStartTasks
 from metarec.data.synthetic import make_synthetic
 from metarec.encoders.features import FeatureEmbedding
 from metarec.errors import DataError
@@ -256,7 +256,7 @@ def test_a_feature_embedding_is_the_mean_of_its_present_values(dataset):
 
 
 def test_adapting_with_item_text_cuts_the_text_to_each_tasks_items(dataset):
-    from metarec.learners.base import query_of, support_of
+    from metarec.data.batch import query_of, support_of
     from metarec.learners.functional import adapt_tasks, inner_loop, localize, predict_tasks
 
     cfg = load_config(None, [*SMALL, "learner.name=finetune"])

@@ -13,7 +13,8 @@ import torch
 
 from metarec.cli import main
 from metarec.config import load_config
-from metarec.data.datamodule import SCENARIOS, ColdStartDataModule
+from metarec.data.datamodule import ColdStartDataModule
+from metarec.data.scenarios import SCENARIOS
 from metarec.learners import LEARNERS
 from metarec.train import build_learner
 

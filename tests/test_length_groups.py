@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metarec.config import load_config
-from metarec.learners.base import length_groups, take_tasks
+from metarec.data.batch import length_groups, take_tasks
 from metarec.registry import LEARNERS
 from metarec.train import build_learner
 from tests.conftest import SMALL

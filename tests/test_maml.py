@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call
 
 from metarec.config import load_config
-from metarec.learners.base import query_of, support_of
+from metarec.data.batch import query_of, support_of
 from metarec.learners.functional import masked_mse
 from metarec.train import build_learner
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarec.data import melu
-from metarec.data.melu import load_melu, render_item_text, verify_melu
+from metarec.data import melu, melu_files
+from metarec.data.itemtext import render_item_text
+from metarec.data.melu import load_melu
+from metarec.data.melu_files import verify_melu
 from metarec.data.schema import STATES, RecDataset
 from metarec.errors import DataError
 
@@ -379,7 +381,7 @@ def fake_digests() -> dict[str, str]:
 
 
 def test_verify_detects_modified_file(fake: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
     root = fake.write()
     report = verify_melu(root)
     assert report == dict.fromkeys(fake_digests(), "ok")
@@ -393,7 +395,7 @@ def test_verify_detects_modified_file(fake: FakeMelu, monkeypatch: pytest.Monkey
 
 
 def test_verify_missing_file(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
     root = plain.write()
     (root / "warm_state_y.json").unlink()
     assert verify_melu(root)["warm_state_y.json"] == "missing"
@@ -403,16 +405,16 @@ def test_verify_missing_file(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -
 
 def test_download_skips_verified_files(fake: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
     pooch = pytest.importorskip("pooch")
-    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
     del fake.files["users.dat"]
     fake.files["warm_state.json"] = "{}"  # present but wrong digest: fetched again
     root = fake.write()
     calls = []
     monkeypatch.setattr(pooch, "retrieve", lambda **kwargs: calls.append(kwargs))
-    assert melu.download_melu(root) == root
+    assert melu_files.download_melu(root) == root
     assert sorted(call["fname"] for call in calls) == ["users.dat", "warm_state.json"]
     users_call = next(call for call in calls if call["fname"] == "users.dat")
-    assert users_call["url"] == melu.MELU_BASE_URL + "users.dat"
+    assert users_call["url"] == melu_files.MELU_BASE_URL + "users.dat"
     assert users_call["known_hash"] == "sha256:" + fake_digests()["users.dat"]
     assert Path(users_call["path"]) == root
 
@@ -431,7 +433,7 @@ def real_melu_dir() -> Path:
 @pytest.mark.integration
 def test_real_melu() -> None:
     root = real_melu_dir()
-    if melu._locate(root, "warm_state.json") is None:
+    if melu_files.locate(root, "warm_state.json") is None:
         pytest.skip(f"real MeLU data not found at {root} (set METAREC_MELU_DIR to its folder)")
     start = time.perf_counter()
     data = load_melu(root)
@@ -564,7 +566,7 @@ def test_without_vocabulary_files_open_sets_are_not_checked(plain: FakeMelu) -> 
 
 
 def test_verify_tells_missing_from_corrupt(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(melu, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
     fake = FakeMelu(tmp_path / "melu", gz=True)
     fake.files["users.dat"] = fake.files["users.dat"].replace("48067", "48068")
     root = fake.write()
@@ -579,7 +581,7 @@ def test_verify_tells_missing_from_corrupt(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_verify_wrong_root_reports_every_file_missing(tmp_path: Path) -> None:
-    assert verify_melu(tmp_path / "wrong") == dict.fromkeys(melu.MELU_SHA256, "missing")
+    assert verify_melu(tmp_path / "wrong") == dict.fromkeys(melu_files.MELU_SHA256, "missing")
 
 
 @pytest.mark.parametrize("error", ["requests", "urllib", "oserror", "hash"])
@@ -600,10 +602,10 @@ def test_download_offline_is_one_line_data_error(tmp_path, monkeypatch, error) -
 
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     with pytest.raises(DataError) as caught:
-        melu.download_melu(tmp_path / "melu")
+        melu_files.download_melu(tmp_path / "melu")
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"download of {melu.MELU_BASE_URL}")
+    assert message.startswith(f"download of {melu_files.MELU_BASE_URL}")
     assert "failed" in message and "--root" in message and "data.root" in message
     assert caught.value.__cause__ is raised
 
@@ -616,4 +618,4 @@ def test_download_lets_ctrl_c_through(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     with pytest.raises(KeyboardInterrupt):
-        melu.download_melu(tmp_path / "melu")
+        melu_files.download_melu(tmp_path / "melu")

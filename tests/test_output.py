@@ -19,7 +19,7 @@ from rich.console import Console
 import metarec
 from metarec.cli import _file_status, main
 from metarec.config import load_config
-from metarec.data.datamodule import ALL_SCENARIOS
+from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.progress import ProgressLines, progress_lines
 from metarec.report import print_table
 

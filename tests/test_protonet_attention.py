@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from metarec.config import load_config
-from metarec.learners.base import query_of, support_of
+from metarec.data.batch import query_of, support_of
 from metarec.metrics import summarize, task_metrics
 from metarec.train import build_learner, train
 

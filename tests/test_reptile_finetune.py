@@ -11,9 +11,9 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from metarec.config import load_config
+from metarec.data.batch import query_of, support_of, whole_task
 from metarec.errors import ConfigError
 from metarec.learners import LEARNERS
-from metarec.learners.base import query_of, support_of, whole_task
 from metarec.learners.functional import masked_mse
 from metarec.train import build_learner
 

@@ -10,8 +10,8 @@ import torch
 
 from metarec.bias import predict_bias
 from metarec.config import load_config
+from metarec.data.batch import support_of
 from metarec.errors import ConfigError
-from metarec.learners.base import support_of
 from metarec.train import build_learner, train
 
 from .conftest import SMALL

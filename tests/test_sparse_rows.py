@@ -7,7 +7,7 @@ import torch
 from torch.func import vmap
 
 from metarec.config import load_config
-from metarec.learners.base import query_of, support_of, whole_task
+from metarec.data.batch import query_of, support_of, whole_task
 from metarec.learners.functional import adapt_tasks, call, inner_loop, local_rows, predict_tasks
 from metarec.train import build_learner
 from tests.conftest import SMALL

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from metarec.config.load import load_config
 from metarec.config.schema import DataConfig, SyntheticConfig
-from metarec.data.datamodule import SCENARIOS, ColdStartTasks
+from metarec.data.scenarios import SCENARIOS, ColdStartTasks
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 from metarec.data.synthetic import make_synthetic
 from metarec.data.tasks import QUERY_KEYS, SUPPORT_KEYS, build_tasks, split_users

@@ -9,7 +9,7 @@ import torch
 
 from metarec.cli import main
 from metarec.config import load_config
-from metarec.data.datamodule import SCENARIOS, ColdStartTasks, load_dataset
+from metarec.data.scenarios import SCENARIOS, ColdStartTasks, load_dataset
 from metarec.train import build_learner, evaluate
 
 from .conftest import SMALL

@@ -12,7 +12,7 @@ import torch
 
 import metarec.train
 from metarec.config import load_config
-from metarec.data.datamodule import ColdStartTasks, load_dataset
+from metarec.data.scenarios import ColdStartTasks, load_dataset
 from metarec.errors import ConfigError, DataError
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from metarec.config.schema import LearnerConfig, setting
-from metarec.learners.base import Batch, MetaLearner, whole_task
+from metarec.data.batch import Batch, whole_task
+from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Adapted, Params, adapt_tasks, predict_tasks
 from metarec.registry import LEARNERS
 

@@ -19,9 +19,10 @@ from torch import nn
 
 from metarec.bias import item_means, pick_pseudo_counts, predict_bias
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.batch import Batch
+from metarec.data.scenarios import ColdStartTasks
 from metarec.errors import ConfigError
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,10 @@ from torch import nn
 
 from metarec.bias import item_means
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.batch import Batch
+from metarec.data.scenarios import ColdStartTasks
 from metarec.distributed import rank_share
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.batch import Batch
+from metarec.data.scenarios import ColdStartTasks
 from metarec.errors import ConfigError
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from metarec.baselines.finetune import PooledNetwork
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 from metarec.encoders.network import MeLUNet

@@ -48,6 +48,7 @@ import pandas as pd
 
 from metarec.config.schema import CsvConfig
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.data.vocab import encode_values, unique_ids
 from metarec.errors import DataError
 
 DATASET_NAME = "csv"
@@ -203,30 +204,17 @@ def _feature_table(
 ) -> FeatureTable:
     """Padded vocabulary indices of every column but the id and ``skip``."""
     id_at = header.index(id_column)
-    ids, first_line = [], {}
-    for number, fields in rows:
-        raw_id = fields[id_at]
-        if not raw_id:
-            raise DataError(f"{path.name} line {number}: empty {id_column}")
-        if raw_id in first_line:
-            raise DataError(
-                f"{path.name} line {number}: duplicate {id_column} {raw_id} "
-                f"(first seen on line {first_line[raw_id]})"
-            )
-        first_line[raw_id] = number
-        ids.append(raw_id)
+    ids = unique_ids(((number, fields[id_at]) for number, fields in rows), path.name, id_column)
     values, vocab = {}, {}
     for at, column in enumerate(header):
         if column == id_column or column in skip:
             continue
-        index: dict[str, int] = {}
         cells = [[v.strip() for v in fields[at].split(cfg.list_sep) if v.strip()]
                  for _, fields in rows]  # fmt: skip
-        out = np.zeros((len(rows), max(1, max((len(c) for c in cells), default=1))), np.int64)
-        for row, cell in enumerate(cells):
-            for col, value in enumerate(dict.fromkeys(cell)):
-                out[row, col] = index.setdefault(value, len(index) + 1)
-        values[column], vocab[column] = out, list(index)
+        # As wide as the longest cell before its repeats are dropped, as it always was.
+        width = max(1, max((len(cell) for cell in cells), default=1))
+        distinct = [list(dict.fromkeys(cell)) for cell in cells]
+        values[column], vocab[column] = encode_values(distinct, width)
     return FeatureTable(ids=ids, values=values, vocab=vocab)
 
 

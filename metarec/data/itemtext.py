@@ -3,11 +3,42 @@
 
 from __future__ import annotations
 
+import re
 import string
 
-from metarec.data.melu import render_item_text
 from metarec.data.schema import RecDataset
 from metarec.errors import DataError
+
+# MeLU's marker of a missing field; a field holding it (or nothing) counts as missing anywhere.
+MISSING = "N/A"
+
+
+def is_missing(value: str) -> bool:
+    """Whether a raw field is missing: empty or :data:`MISSING`."""
+    return not value or value == MISSING
+
+
+def _template_sentences(template: str) -> list[tuple[str, set[str]]]:
+    """Template split into sentences, each with the field names it uses."""
+    sentences = re.split(r"(?<=\.)\s+", template.strip())
+    return [
+        (sentence, {name for _, name, _, _ in string.Formatter().parse(sentence) if name})
+        for sentence in sentences
+    ]
+
+
+def render_item_text(fields: dict[str, str], template: str) -> str:
+    """Fill ``template`` from an item's raw fields, dropping sentences with missing fields.
+
+    A sentence is a piece of the template ending in ``.`` followed by whitespace (or the end);
+    it is left out when any field it names is absent, empty or ``N/A``.
+    """
+    kept = []
+    for sentence, names in _template_sentences(template):
+        if any(is_missing(fields.get(name, "")) for name in names):
+            continue
+        kept.append(sentence.format(**{name: fields[name] for name in names}))
+    return " ".join(kept)
 
 
 def item_texts(dataset: RecDataset, template: str | None = None) -> list[str]:

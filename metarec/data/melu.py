@@ -14,45 +14,37 @@ plain (``NAME``) or gzipped (``NAME.gz``); the plain file wins when both exist:
   (one value a line): every value of the features must be listed in its file.
 
 Every problem with the input is reported as a :class:`DataError` naming the file and the line,
-user or movie at fault.
+user or movie at fault. Finding, reading, verifying and downloading the files is
+:mod:`metarec.data.melu_files`; this module parses them.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import re
-import string
-import zlib
 from collections import Counter
 from pathlib import Path
-from typing import IO, Literal
 
 import numpy as np
 
+# Re-exported from their old home here: MISSING, render_item_text, MELU_BASE_URL, MELU_SHA256,
+# FileStatus, download_melu, verify_melu.
+from metarec.data.itemtext import MISSING, is_missing, render_item_text  # noqa: F401
+from metarec.data.melu_files import (  # noqa: F401
+    MELU_BASE_URL,
+    MELU_SHA256,
+    FileStatus,
+    download_melu,
+    locate,
+    read_text,
+    require_all,
+    verify_melu,
+)
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.data.vocab import encode_values, unique_ids
 from metarec.errors import DataError
 
 DATASET_NAME = "melu-ml1m"
-MELU_BASE_URL = "https://raw.githubusercontent.com/hoyeoplee/MeLU/master/movielens/ml-1m/"
-
-# sha256 of the *uncompressed* files, so a gzipped local copy verifies against the same digest.
-_SHA256_TABLE = """
-warm_state.json 036be249428c8fe9e212def927eb3ad60de8ddd054989e75f54e7ab2291da525
-warm_state_y.json 4ad7829ea3d8a4d58ca8c96a4f368c5c7eab6b8ed85430f2516ab3cd79b5dff2
-user_cold_state.json ec7414e1da3b1636d34f0f3a5615e2a07bea9b82156123768049cc166ed20df1
-user_cold_state_y.json 62b84d073377c183cabfa0b78cb4e745f763b0713920033edf0bbbc43e1dca11
-item_cold_state.json 1cb691e39e9f64a12922f1c8da2bf8b9c07f885decc4dd4ee5aea0e5bbcc46a1
-item_cold_state_y.json b9325e4b056cda7d2834f17c33c4ec34ee6516142c8b51e50103f80d2b0793bf
-user_and_item_cold_state.json 9045ceae16fbc0ca0a160b3ce96bedf97d304d04328755c9fadc9a4ba55450f0
-user_and_item_cold_state_y.json 5bc5057b32224d91fa1f8161f242db72b186afc1c51b571f5aab3c3e93cf0e90
-movies_extrainfos.dat 18432b1713b66a5262c11f6d929801a6e6f414d861cd2adf191dfba61e45c74d
-users.dat 1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3
-"""
-# A table rather than a dict literal: the longest name plus digest does not fit on one line.
-MELU_SHA256: dict[str, str] = dict(line.split() for line in _SHA256_TABLE.strip().splitlines())
-
 # MeLU merged MovieLens' duplicate titles 860 -> 811 and 1795 -> 1741 (kept id: merged id), so
 # a user who rated both copies lists the kept id twice (4 such pairs in warm_state, none across
 # states). Those repeats are real ratings and are kept; any other repeat is an error.
@@ -79,7 +71,6 @@ ITEM_MULTI_FEATURES = ("genre", "director", "actors")
 USER_FEATURES = USER_COLUMNS[1:]
 # Raw fields kept in ``meta["item_fields"]``; the poster URL and the id itself are left out.
 ITEM_TEXT_FIELDS = ITEM_COLUMNS[1:-1]
-MISSING = "N/A"
 LIST_SEP = ", "
 RATING_RANGE = (1.0, 5.0)
 
@@ -108,73 +99,12 @@ ITEM_TEXT_TEMPLATE = (
     "{title} ({year}). Genre: {genre}. Director: {director}. Starring: {actors}. {plot}"
 )
 
-# verify_melu's verdict on one file.
-FileStatus = Literal["ok", "missing", "unreadable", "checksum mismatch"]
-
-_DOWNLOAD_HINT = (
-    "run `metarec data download melu-ml1m`, or point `data.root` at a folder holding MeLU's files"
-)
 _SNIPPET_CHARS = 60
-_HASH_CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
-# Files
+# Lines and rows
 # ---------------------------------------------------------------------------------------------
-
-
-def _candidates(root: Path, name: str) -> tuple[Path, Path]:
-    """Plain first: a user who unpacked a file by hand means that copy to be used."""
-    return root / name, root / f"{name}.gz"
-
-
-def _locate(root: Path, name: str) -> Path | None:
-    """The file to read for ``name`` (plain or ``.gz``), or None if neither exists."""
-    for path in _candidates(root, name):
-        if path.is_file():
-            return path
-    return None
-
-
-def _require_all(root: Path) -> dict[str, Path]:
-    """Path of every file in :data:`MELU_SHA256`; all missing ones are reported at once."""
-    found = {name: _locate(root, name) for name in MELU_SHA256}
-    missing = [name for name, path in found.items() if path is None]
-    if missing:
-        tried = "; ".join(" or ".join(str(p) for p in _candidates(root, n)) for n in missing)
-        raise DataError(
-            f"MeLU file(s) not found: {', '.join(missing)} (tried {tried}); {_DOWNLOAD_HINT}"
-        )
-    return {name: path for name, path in found.items() if path is not None}
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    """Binary stream of the uncompressed content."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-
-
-def _read_text(path: Path) -> str:
-    """Whole file as UTF-8 text; corrupt gzip or bad encoding becomes a DataError."""
-    try:
-        with _open_binary(path) as fh:
-            raw = fh.read()
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path.name}: not valid UTF-8 at byte {err.start}") from err
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path.name}: cannot read ({err})") from err
-
-
-def _sha256(path: Path) -> str | None:
-    """sha256 of the uncompressed content, or None when the file cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with _open_binary(path) as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                digest.update(chunk)
-    except (OSError, EOFError, zlib.error):
-        return None
-    return digest.hexdigest()
 
 
 def _lines(path: Path) -> list[tuple[int, str]]:
@@ -183,7 +113,7 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     Split on ``\\n`` only: ``str.splitlines`` would also break on characters such as U+2028
     that may legitimately occur inside a plot.
     """
-    text = _read_text(path)
+    text = read_text(path)
     numbered = enumerate((line.rstrip("\r") for line in text.split("\n")), start=1)
     return [(number, line) for number, line in numbered if line.strip()]
 
@@ -207,81 +137,30 @@ def _dat_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
     return rows
 
 
-def _check_unique_ids(path: Path, rows: list[tuple[int, dict[str, str]]], key: str) -> None:
-    """A repeated id would silently shadow the first row in ``FeatureTable.row_of``."""
-    first_line: dict[str, int] = {}
-    for number, row in rows:
-        raw_id = row[key]
-        if raw_id in first_line:
-            raise DataError(
-                f"{path.name} line {number}: duplicate {key} {raw_id} "
-                f"(first seen on line {first_line[raw_id]})"
-            )
-        first_line[raw_id] = number
-
-
 # ---------------------------------------------------------------------------------------------
 # Features and text
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_missing(value: str) -> bool:
-    return not value or value == MISSING
-
-
 def _split_list(value: str) -> list[str]:
     """List field as distinct values in order; missing parts are dropped."""
-    if _is_missing(value):
+    if is_missing(value):
         return []
     parts = (part.strip() for part in value.split(LIST_SEP))
-    return list(dict.fromkeys(part for part in parts if not _is_missing(part)))
-
-
-def _encode(rows: list[list[str]]) -> tuple[np.ndarray, list[str]]:
-    """Padded index matrix (0 = padding/missing) and the first-seen-order vocabulary."""
-    index: dict[str, int] = {}
-    width = max((len(values) for values in rows), default=0) or 1
-    out = np.zeros((len(rows), width), dtype=np.int64)
-    for row, values in enumerate(rows):
-        for col, value in enumerate(values):
-            out[row, col] = index.setdefault(value, len(index) + 1)
-    return out, list(index)
+    return list(dict.fromkeys(part for part in parts if not is_missing(part)))
 
 
 def _feature_table(
     ids: list[str], single: dict[str, list[str]], multi: dict[str, list[list[str]]]
 ) -> FeatureTable:
     """Encode single-valued (missing -> no value) and multi-valued columns into a table."""
-    columns = {name: [[] if _is_missing(v) else [v] for v in vals] for name, vals in single.items()}
+    columns = {name: [[] if is_missing(v) else [v] for v in vals] for name, vals in single.items()}
     columns.update(multi)
     values: dict[str, np.ndarray] = {}
     vocab: dict[str, list[str]] = {}
     for name, rows in columns.items():
-        values[name], vocab[name] = _encode(rows)
+        values[name], vocab[name] = encode_values(rows)
     return FeatureTable(ids=ids, values=values, vocab=vocab)
-
-
-def _template_sentences(template: str) -> list[tuple[str, set[str]]]:
-    """Template split into sentences, each with the field names it uses."""
-    sentences = re.split(r"(?<=\.)\s+", template.strip())
-    return [
-        (sentence, {name for _, name, _, _ in string.Formatter().parse(sentence) if name})
-        for sentence in sentences
-    ]
-
-
-def render_item_text(fields: dict[str, str], template: str = ITEM_TEXT_TEMPLATE) -> str:
-    """Fill ``template`` from a movie's raw fields, dropping sentences with missing fields.
-
-    A sentence is a piece of the template ending in ``.`` followed by whitespace (or the end);
-    it is left out when any field it names is absent, empty or ``N/A``.
-    """
-    kept = []
-    for sentence, names in _template_sentences(template):
-        if any(_is_missing(fields.get(name, "")) for name in names):
-            continue
-        kept.append(sentence.format(**{name: fields[name] for name in names}))
-    return " ".join(kept)
 
 
 def _vocabularies(root: Path) -> dict[str, tuple[set[str], str]]:
@@ -292,7 +171,7 @@ def _vocabularies(root: Path) -> dict[str, tuple[set[str], str]]:
     """
     vocab = {}
     for feature, name in VOCAB_FILES.items():
-        path = _locate(root, name)
+        path = locate(root, name)
         if path is not None:
             vocab[feature] = ({line.strip() for _, line in _lines(path)}, f"not in {path.name}")
         elif feature in BUILTIN_VOCAB:
@@ -327,7 +206,7 @@ def _check_vocab(
             values = _split_list(raw) if feature in ITEM_MULTI_FEATURES else [raw]
             for value in values:
                 key = _vocab_key(feature, value)
-                if not _is_missing(value) and key not in allowed:
+                if not is_missing(value) and key not in allowed:
                     read_as = f" (read as {key!r})" if key != value else ""
                     raise DataError(
                         f"{path.name} line {number}: {feature} {value!r}{read_as} is {problem}"
@@ -339,22 +218,20 @@ def _load_items(
 ) -> tuple[FeatureTable, dict[str, str], dict[str, dict[str, str]]]:
     """Item features, rendered text and raw text fields from ``movies_extrainfos.dat``."""
     rows = _dat_rows(path, ITEM_COLUMNS)
-    _check_unique_ids(path, rows, "movie_id")
+    ids = unique_ids(((number, row["movie_id"]) for number, row in rows), path.name, "movie_id")
     _check_vocab(path, rows, ITEM_SINGLE_FEATURES + ITEM_MULTI_FEATURES, vocab)
-    ids = [row["movie_id"] for _, row in rows]
     single = {name: [row[name] for _, row in rows] for name in ITEM_SINGLE_FEATURES}
     multi = {name: [_split_list(row[name]) for _, row in rows] for name in ITEM_MULTI_FEATURES}
     fields = {row["movie_id"]: {name: row[name] for name in ITEM_TEXT_FIELDS} for _, row in rows}
-    text = {movie: render_item_text(raw) for movie, raw in fields.items()}
+    text = {movie: render_item_text(raw, ITEM_TEXT_TEMPLATE) for movie, raw in fields.items()}
     return _feature_table(ids, single, multi), text, fields
 
 
 def _load_users(path: Path, vocab: dict[str, tuple[set[str], str]]) -> FeatureTable:
     """User features from ``users.dat``."""
     rows = _dat_rows(path, USER_COLUMNS)
-    _check_unique_ids(path, rows, "user_id")
+    ids = unique_ids(((number, row["user_id"]) for number, row in rows), path.name, "user_id")
     _check_vocab(path, rows, USER_FEATURES, vocab)
-    ids = [row["user_id"] for _, row in rows]
     single = {name: [row[name] for _, row in rows] for name in USER_FEATURES}
     return _feature_table(ids, single, {})
 
@@ -366,7 +243,7 @@ def _load_users(path: Path, vocab: dict[str, tuple[set[str], str]]) -> FeatureTa
 
 def _read_json_lists(path: Path) -> dict[str, list]:
     """A ``{user_id: [...]}`` JSON file, checked to be a dict of lists."""
-    text = _read_text(path)
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -517,7 +394,7 @@ def load_melu(root: str | Path) -> RecDataset:
             its vocabulary; the message names the file and the line, user, movie or value.
     """
     root = Path(root)
-    paths = _require_all(root)
+    paths = require_all(root)
     vocab = _vocabularies(root)
     items, item_text, item_fields = _load_items(paths[ITEMS_FILE], vocab)
     users = _load_users(paths[USERS_FILE], vocab)
@@ -542,63 +419,3 @@ def load_melu(root: str | Path) -> RecDataset:
         rating_scale=RATING_RANGE,
         meta=meta,
     )
-
-
-def verify_melu(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
-    """Check each file of :data:`MELU_SHA256` against its digest (of the uncompressed bytes).
-
-    Returns ``{file name: status}`` in :data:`MELU_SHA256` order, the status being ``"ok"``,
-    ``"missing"`` (neither ``NAME`` nor ``NAME.gz`` in ``root``), ``"unreadable"`` (e.g. a
-    corrupt gzip) or ``"checksum mismatch"``. With ``strict=True`` any file not ``"ok"``
-    raises a :class:`DataError` listing them.
-    """
-    root = Path(root)
-    report: dict[str, FileStatus] = {}
-    problems = []
-    for name, expected in MELU_SHA256.items():
-        path = _locate(root, name)
-        actual = _sha256(path) if path is not None else None
-        if path is None:
-            report[name] = "missing"
-            problems.append(f"{name} (missing)")
-        elif actual != expected:
-            report[name] = "checksum mismatch" if actual else "unreadable"
-            problems.append(f"{path.name} (sha256 {actual or 'unreadable'})")
-        else:
-            report[name] = "ok"
-    if strict and problems:
-        raise DataError(f"MeLU files in {root} fail verification: {', '.join(problems)}")
-    return report
-
-
-def download_melu(root: str | Path) -> Path:
-    """Download MeLU's files into ``root`` from :data:`MELU_BASE_URL`, checking each sha256.
-
-    Files already present (plain or ``.gz``) with the right digest are not fetched again.
-    Returns ``root``.
-
-    Raises:
-        DataError: a download failed (no network, an HTTP error, a wrong digest); one line
-            with the URL and how to point metarec at a local copy instead.
-    """
-    # Imported here so that loading local data never needs pooch.
-    import pooch
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for name, digest in MELU_SHA256.items():
-        present = _locate(root, name)
-        if present is not None and _sha256(present) == digest:
-            continue
-        url = MELU_BASE_URL + name
-        try:
-            pooch.retrieve(url=url, known_hash=f"sha256:{digest}", fname=name, path=root)
-        # requests' and urllib's errors are OSErrors, a wrong digest a ValueError; anything
-        # pooch raises means no file. KeyboardInterrupt is no Exception, so Ctrl-C still stops.
-        except Exception as err:
-            reason = " ".join(f"{type(err).__name__}: {err}".split())
-            raise DataError(
-                f"download of {url} failed ({reason}); to use a local copy of MeLU's files, "
-                f"pass --root DIR (or set data.root) to the folder holding them"
-            ) from err
-    return root

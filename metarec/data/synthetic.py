@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from metarec.config.schema import SyntheticConfig
+from metarec.data.itemtext import render_item_text
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 
 RATES = ["G", "PG", "PG-13", "R", "NC-17", "UNRATED"]
@@ -58,7 +59,7 @@ def _items(rng: np.random.Generator, cfg: SyntheticConfig):
             "director": f"Director {director + 1}",
             "actors": ", ".join(f"Actor {a + 1}" for a in actors),
         }
-        text[str(item + 1)] = TEXT_TEMPLATE.format(**fields[str(item + 1)])
+        text[str(item + 1)] = render_item_text(fields[str(item + 1)], TEXT_TEMPLATE)
     vocab = {
         "rate": RATES,
         "genre": GENRES,

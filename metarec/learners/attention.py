@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from metarec.config.schema import LearnerConfig, ModelConfig, setting
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.batch import Batch
+from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 from metarec.encoders.network import relu_layers
-from metarec.learners.base import Batch, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 Context = tuple[torch.Tensor, torch.Tensor]  # (T, 1 + S, d_model) tokens, (T, 1 + S) ignored

@@ -7,7 +7,6 @@ adapting. Evaluation adapts on the support set, so it runs with gradients enable
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,71 +16,20 @@ from torch import nn
 
 from metarec.bias import item_means, pick_pseudo_counts
 from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig
-from metarec.data.datamodule import ColdStartTasks
+from metarec.data.batch import (  # noqa: F401  (re-exported: the names' old home)
+    Batch,
+    length_groups,
+    query_of,
+    support_of,
+    take_tasks,
+    whole_task,
+)
+from metarec.data.scenarios import ColdStartTasks
 from metarec.distributed import gather_rows, share_of_meta_batch
 from metarec.encoders.network import MeLUNet
 from metarec.errors import TrainingDiverged  # also importable from here, as before
 from metarec.learners.functional import task_loss
 from metarec.metrics import binary_task_metrics, summarize, task_metrics
-
-Batch = dict[str, torch.Tensor]
-
-
-def whole_task(batch: Batch) -> Batch:
-    """Support and query ratings of training tasks as one (masked) set, for learners that fit
-    the whole task: Reptile's inner loop and the pooled baselines. Never used on test tasks."""
-    return {
-        "user": batch["user"],
-        "item": torch.cat([batch["support_item"], batch["query_item"]], dim=1),
-        "rating": torch.cat([batch["support_rating"], batch["query_rating"]], dim=1),
-        "mask": torch.cat([batch["support_mask"], batch["query_mask"]], dim=1),
-    }
-
-
-def support_of(batch: Batch) -> Batch:
-    """The support half of a task batch: user, item, rating, mask."""
-    return {
-        "user": batch["user"],
-        "item": batch["support_item"],
-        "rating": batch["support_rating"],
-        "mask": batch["support_mask"],
-    }
-
-
-def length_groups(lengths: torch.Tensor, overhead: float) -> list[torch.Tensor]:
-    """Tasks grouped by support length so that padding each group to its own longest set
-    costs least: sorted lengths cut into runs minimising the padded ratings of all groups
-    plus ``overhead`` ratings' worth per group (the fixed cost of one more vmapped pass).
-    Cuts fall between distinct lengths, so this is quadratic in those, not in tasks."""
-    values, counts = torch.unique(lengths, return_counts=True)  # sorted
-    values, ends = values.tolist(), counts.cumsum(0).tolist()
-    starts = [0, *ends[:-1]]
-    best, cut = [0.0] + [math.inf] * len(values), [0] * (len(values) + 1)
-    for j in range(1, len(values) + 1):  # best[j]: cost of the tasks of the j shortest lengths
-        for i in range(j):  # lengths i..j-1 form the last group, padded to values[j - 1]
-            cost = best[i] + (ends[j - 1] - starts[i]) * values[j - 1] + overhead
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    order = torch.argsort(lengths, stable=True)
-    groups, j = [], len(values)
-    while j > 0:
-        groups.append(order[starts[cut[j]] : ends[j - 1]])
-        j = cut[j]
-    return groups[::-1]
-
-
-def take_tasks(batch: Batch, index: torch.Tensor) -> Batch:
-    """Tasks ``index`` of a batch, support sets cut to the longest among them."""
-    width = max(int(batch["support_mask"][index].sum(1).max()), 1)
-    return {
-        key: value[index, :width] if key.startswith("support_") else value[index]
-        for key, value in batch.items()
-    }
-
-
-def query_of(batch: Batch) -> Batch:
-    """The query half of a task batch, without its ratings."""
-    return {"user": batch["user"], "item": batch["query_item"], "mask": batch["query_mask"]}
 
 
 class MetaLearner(L.LightningModule):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from metarec.config.schema import LearnerConfig, setting
-from metarec.learners.base import Batch, MetaLearner
+from metarec.data.batch import Batch
+from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Adapted, Params, adapt_tasks, predict_tasks
 from metarec.registry import LEARNERS
 

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from metarec.config.schema import setting
+from metarec.data.batch import Batch, query_of, whole_task
 from metarec.distributed import mean_over_ranks, share_of_meta_batch
 from metarec.errors import ConfigError
-from metarec.learners.base import Batch, query_of, whole_task
 from metarec.learners.functional import Adapted, Params, adapt_tasks
 from metarec.learners.maml import MAML, MAMLSettings
 from metarec.registry import LEARNERS

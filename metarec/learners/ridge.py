@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from metarec.config.schema import LearnerConfig, setting
-from metarec.learners.base import Batch, MetaLearner
+from metarec.data.batch import Batch
+from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from metarec.config import RunConfig
-from metarec.data.datamodule import ALL_SCENARIOS
+from metarec.data.scenarios import ALL_SCENARIOS
 
 METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
 # With ``task.target: like`` the predictions are probabilities: ranking and classification.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metarec.data.datamodule import ALL_SCENARIOS
+from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.errors import DataError
 from metarec.metrics.paired import estimate, paired_test
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task

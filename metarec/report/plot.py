@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from metarec.data.datamodule import ALL_SCENARIOS
+from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.io import atomic_write_bytes
 
 PLOT_METRICS = {"mae": ("MAE", "lower is better"), "ndcg@3": ("nDCG@3", "higher is better")}
