@@ -109,7 +109,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 entry["vs_reference"] = _paired(tasks[key], tasks[reference], (key, reference))
             best = next((other for _, other in ranked if other != key), None)
             if best:
-                entry["best_other"] = _label(*best)
+                entry["best_other"] = label(*best)
                 entry["vs_best_other"] = _paired(tasks[key], tasks[best], (key, best))
         summary += entries.values()
     return summary
@@ -119,8 +119,21 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _label(method: str, text: str) -> str:
+def label(method: str, text: str) -> str:
+    """A variant's name: the method, with ``+text`` when it reads item text."""
     return method if text == "none" else f"{method}+{text}"
+
+
+def reference_entry(entries: list[dict]) -> dict | None:
+    """The reference baseline's entry among a scenario's: the first of ``REFERENCES`` there."""
+    by_variant = {(e["method"], e["text"]): e for e in entries}
+    return next((by_variant[(m, "none")] for m in REFERENCES if (m, "none") in by_variant), None)
+
+
+def paper_scenario(scenario: str) -> str | None:
+    """The paper's scenario our scenario stands beside: its warm rows are in-sample, so they
+    match our seen users; held-out and warm-up users have no paper row."""
+    return {"warm_seen": "warm", "warm": None, "warm_warmup": None}.get(scenario, scenario)
 
 
 def wins(entry: dict, against: str) -> bool:
@@ -183,10 +196,8 @@ def table_lines(summary: list[dict], paper: dict) -> list[str]:
         mine = [e for e in summary if e["scenario"] == scenario]
         if not mine:
             continue
-        paper_scenario = {"warm_seen": "warm", "warm": None, "warm_warmup": None}.get(
-            scenario, scenario)  # fmt: skip
         for method, results in paper.items():
-            values = results.get(paper_scenario, {}) if paper_scenario else {}
+            values = results.get(paper_scenario(scenario), {})
             if values:
                 cells = [f"{values[m]:.4f}" if m in values else "–" for m in TABLE_METRICS]
                 lines.append(f"| {scenario} | {method} | – | " + " | ".join(cells)
@@ -213,9 +224,8 @@ def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None)
         if not mine:
             continue
         best = min(mine, key=lambda e: e["mae"])
-        ref = next((e for m in REFERENCES for e in mine if (e["method"], e["text"]) == (m, "none")),
-                   None)  # fmt: skip
-        text = f"- **{SCENARIO_LABELS[scenario]}**: best `{_label(best['method'], best['text'])}` "
+        ref = reference_entry(mine)
+        text = f"- **{SCENARIO_LABELS[scenario]}**: best `{label(best['method'], best['text'])}` "
         text += f"MAE {best['mae']:.4f} [{best['mae_low']:.4f}, {best['mae_high']:.4f}]"
         if ref and best is not ref:
             test = best["vs_reference"]
@@ -226,15 +236,14 @@ def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None)
                      f"p {_p(test['p'])}, {verdict})")  # fmt: skip
         elif ref:
             text += f" — the bias baseline `{ref['method']}` itself; no learner is below it"
-        beating = [_label(e["method"], e["text"]) for e in mine if wins(e, "vs_reference")]
+        beating = [label(e["method"], e["text"]) for e in mine if wins(e, "vs_reference")]
         name = f"the bias baseline `{ref['method']}`" if ref else "a bias baseline (none ran)"
         text += (f". Significantly below {name} (p < {ALPHA}): "
                  f"{', '.join(f'`{b}`' for b in beating)}." if beating else
                  f". **No learner beats {name} with p < {ALPHA}.**")  # fmt: skip
-        melu5 = paper.get("MeLU-5 (paper)", {}).get(
-            {"warm_seen": "warm"}.get(scenario, scenario), {}).get("mae")  # fmt: skip
-        if melu5 is not None and scenario != "warm" and scenario != "warm_warmup":
-            below = [_label(e["method"], e["text"]) for e in mine if e["mae_high"] < melu5]
+        melu5 = paper.get("MeLU-5 (paper)", {}).get(paper_scenario(scenario), {}).get("mae")
+        if melu5 is not None:
+            below = [label(e["method"], e["text"]) for e in mine if e["mae_high"] < melu5]
             text += f" Below MeLU-5's published {melu5:.4f} (whole interval): {len(below)} of "
             text += f"{len(mine)} variants."
         if scenario == "warm_warmup" and warmup_goal is not None:

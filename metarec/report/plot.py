@@ -16,10 +16,6 @@ from metarec.io import atomic_write_bytes
 PLOT_METRICS = {"mae": ("MAE", "lower is better"), "ndcg@3": ("nDCG@3", "higher is better")}
 
 
-def _label(entry: dict) -> str:
-    return entry["method"] if entry["text"] == "none" else f"{entry['method']}+{entry['text']}"
-
-
 def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]:
     """Write ``path`` (.png) and its .pdf twin; the two paths."""
     import matplotlib
@@ -27,7 +23,7 @@ def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from metarec.report.compare import REFERENCES
+    from metarec.report.compare import REFERENCES, label, paper_scenario, reference_entry
 
     scenarios = [s for s in ALL_SCENARIOS if any(e["scenario"] == s for e in summary)]
     rows = len(max(([e for e in summary if e["scenario"] == s] for s in scenarios), key=len))
@@ -46,15 +42,14 @@ def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]
                 is_ref = entry["method"] in REFERENCES
                 axis.errorbar(entry[metric], y, xerr=error, fmt="o", markersize=3, capsize=2,
                               color="C1" if is_ref else "C0")  # fmt: skip
-            axis.set_yticks(range(len(entries)), [_label(e) for e in reversed(entries)],
-                            fontsize=6)  # fmt: skip
-            reference = next((e for m in REFERENCES for e in entries
-                              if (e["method"], e["text"]) == (m, "none")), None)  # fmt: skip
+            names = [label(e["method"], e["text"]) for e in reversed(entries)]
+            axis.set_yticks(range(len(entries)), names, fontsize=6)
+            reference = reference_entry(entries)
             if reference:
                 axis.axvline(reference[metric], color="C1", linestyle="--", linewidth=1,
                              label=f"{reference['method']} (bias baseline)")  # fmt: skip
-            paper_value = melu5.get({"warm_seen": "warm"}.get(scenario, scenario), {}).get(metric)
-            if paper_value is not None and scenario not in ("warm", "warm_warmup"):
+            paper_value = melu5.get(paper_scenario(scenario), {}).get(metric)
+            if paper_value is not None:
                 axis.axvline(paper_value, color="C3", linestyle=":", linewidth=1,
                              label="MeLU-5 (paper)")  # fmt: skip
             axis.set_title(scenario, fontsize=8)
