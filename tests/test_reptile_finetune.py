@@ -101,7 +101,7 @@ def _predict(learner, batch):
 def test_zero_steps_predict_like_global(small_tasks, name):
     pooled = _learner(small_tasks, "global").eval()
     batch = small_tasks.test["new_user"][torch.arange(6)]
-    tuned = _tuned_like(pooled, name, "learner.steps=0")
+    tuned = _tuned_like(pooled, name, "learner.inner_steps=0")
     # The same weights; per-task (vmapped) and pooled products may round differently.
     torch.testing.assert_close(_predict(tuned, batch), _predict(pooled, batch), atol=1e-6, rtol=0)
 
@@ -116,8 +116,8 @@ def test_finetune_lowers_every_support_loss(small_tasks):
             pred = learner.predict(learner.adapt(support), as_query).detach()
         return masked_mse(pred, support["rating"], support["mask"])
 
-    before = support_mse(_tuned_like(pooled, "finetune", "learner.steps=0"))
-    after = support_mse(_tuned_like(pooled, "finetune", "learner.steps=3", "learner.lr=0.02"))
+    before = support_mse(_tuned_like(pooled, "finetune", "learner.inner_steps=0"))
+    after = support_mse(_tuned_like(pooled, "finetune", "learner.inner_steps=3", "learner.inner_lr=0.02"))
     assert (after < before).all(), (before, after)
 
 
@@ -125,7 +125,7 @@ def test_lora_tunes_only_adapters_and_leaves_the_network(small_tasks):
     pooled = _learner(small_tasks, "global").eval()
     before = {name: p.detach().clone() for name, p in pooled.net.named_parameters()}
     batch = small_tasks.test["new_user"][torch.arange(6)]
-    lora = _tuned_like(pooled, "lora", "learner.steps=3", "learner.lr=0.1")
+    lora = _tuned_like(pooled, "lora", "learner.inner_steps=3", "learner.inner_lr=0.1")
     with torch.enable_grad():
         state = lora.adapt(support_of(batch))
         pred = lora.predict(state, query_of(batch)).detach()
@@ -144,7 +144,7 @@ def test_lora_tunes_only_adapters_and_leaves_the_network(small_tasks):
 @pytest.mark.parametrize("name", ["finetune", "lora"])
 def test_support_padding_never_changes_predictions(small_tasks, name):
     pooled = _learner(small_tasks, "global").eval()
-    tuned = _tuned_like(pooled, name, "learner.steps=2", "learner.lr=0.1")
+    tuned = _tuned_like(pooled, name, "learner.inner_steps=2", "learner.inner_lr=0.1")
     scenario = small_tasks.test["new_user"]
     padded = (~scenario.support_mask).any(1).nonzero().squeeze(1)[:6]
     assert len(padded) > 1

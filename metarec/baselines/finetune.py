@@ -62,12 +62,12 @@ class PooledNetwork(MetaLearner):
         return None
 
     def adapt(self, support: Batch) -> Tuned | None:
-        """``steps`` SGD steps per task from the trained (detached) weights; None: no tuning."""
+        """``inner_steps`` SGD steps per task from the trained (detached) weights; None: no tuning."""
         setup = self.tuning_weights()
         if setup is None:
             return None
         net, fast, frozen, buffers = setup
-        steps, lr = self.cfg.steps, self.cfg.lr
+        steps, lr = self.cfg.inner_steps, self.cfg.inner_lr
         adapted = adapt_tasks(net, fast, frozen, buffers, support, steps, lr, True, self.loss)
         return Tuned(net, adapted, fast, frozen, buffers)
 
@@ -89,8 +89,8 @@ class FinetuneSettings(LearnerConfig):
 
     # Defaults picked on synthetic validation MAE; at 0.05 the tuning diverges once the network
     # has trained a few epochs (its loss surface grows sharper).
-    steps: int = setting(10, "SGD steps on each task's support set at evaluation")
-    lr: float = setting(0.01, "learning rate of the per-task fine-tuning steps")
+    inner_steps: int = setting(10, "SGD steps on each task's support set at evaluation")
+    inner_lr: float = setting(0.01, "learning rate of the per-task fine-tuning steps")
 
 
 @LEARNERS.register("finetune")
@@ -114,7 +114,7 @@ class LoRASettings(FinetuneSettings):
 
     rank: int = setting(4, "rank r of each LoRA adapter")
     alpha: float = setting(8.0, "LoRA scaling numerator: the update is (alpha / rank) B A")
-    lr: float = setting(0.02, "learning rate of the per-task LoRA steps")
+    inner_lr: float = setting(0.02, "learning rate of the per-task LoRA steps")
 
 
 @LEARNERS.register("lora")

@@ -188,10 +188,10 @@ class EncoderConfig:
         None, "embedding cache folder; default $METAREC_CACHE_DIR, else the user cache folder"
     )
     trainable: str = setting(
-        "none",
-        "none: cached frozen embeddings; full / lora: the encoder runs in the network and the "
-        "finetune / lora baselines tune it too",
-        choices=("none", "full", "lora"),
+        "frozen",
+        "frozen: cached embeddings, the encoder never trains; full / lora: the encoder runs in "
+        "the network, trained with it, and the finetune / lora baselines tune it per task too",
+        choices=("frozen", "full", "lora"),
     )
     lora_rank: int = setting(8, "encoder.trainable=lora: rank of the query/value adapters")
     lora_alpha: float = setting(16.0, "encoder.trainable=lora: LoRA scaling numerator")

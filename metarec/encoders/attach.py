@@ -24,7 +24,7 @@ def attach_item_text(
     if item.text == "none":
         return dataset
     texts = item_texts(dataset, item.template)
-    if encoder.trainable != "none":  # the network holds the encoder and tunes it
+    if encoder.trainable != "frozen":  # the network holds the encoder and tunes it
         from metarec.encoders.tower import TextTower
 
         items = replace(dataset.items, text_model=partial(TextTower, texts, encoder),

@@ -1,6 +1,6 @@
 """The text encoder inside the network, for ``encoder.trainable: full | lora``.
 
-With ``encoder.trainable: none`` item texts are embedded once and cached (``cache.py``); here
+With ``encoder.trainable: frozen`` item texts are embedded once and cached (``cache.py``); here
 the pretrained encoder is part of the model instead, so meta-training, and the ``finetune`` and
 ``lora`` baselines' per-task steps, tune it too: every weight (``full``) or LoRA adapters on the
 attention query and value projections (``lora``, through ``peft``). Item texts are tokenised
