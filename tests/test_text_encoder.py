@@ -289,9 +289,14 @@ def test_settings_and_models_get_their_own_cache_files(tiny, tmp_path):
         cache_key(encoder_config(tiny, pooling="cls")),
         cache_key(encoder_config(tiny, max_length=16)),
         cache_key(encoder_config(tiny, normalize=False)),
+        cache_key(encoder_config(tiny, dtype="bfloat16")),  # e.g. made on a GPU
         cache_key(encoder_config(other)),
     }
-    assert len({cache_path(key, tmp_path) for key in keys}) == 5
+    assert len({cache_path(key, tmp_path) for key in keys}) == 6
+    # auto is float32 on this CPU: the same embeddings, the same file
+    assert cache_key(encoder_config(tiny, dtype="auto")) == cache_key(
+        encoder_config(tiny, dtype="float32")
+    )
 
 
 def corrupt_garbage(path: Path, tiny: Path) -> None:

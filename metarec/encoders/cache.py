@@ -43,8 +43,12 @@ def default_cache_dir() -> Path:
 
 def cache_key(cfg: EncoderConfig) -> str:
     """The settings an embedding depends on, as canonical JSON (the model by content hash)."""
+    # The dtype the encoder runs in (auto: bfloat16 on CUDA, float32 elsewhere), so that
+    # embeddings made in bfloat16 on a GPU are never reused as float32 ones on a CPU.
+    dtype = text.resolve_dtype(cfg.dtype, text.resolve_device(cfg.device))
     key = {
         "model": text.model_fingerprint(cfg.model),
+        "dtype": str(dtype).removeprefix("torch."),
         "pooling": cfg.pooling,
         "max_length": cfg.max_length,
         "normalize": cfg.normalize,

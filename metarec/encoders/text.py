@@ -141,8 +141,9 @@ def _dtype_argument() -> str:
 def load_text_model(
     model: str | Path, dtype: str | torch.dtype = "auto", device: str = "auto"
 ) -> tuple[PreTrainedTokenizerBase, nn.Module]:
-    """The tokenizer and the transformer (``AutoModel``, SDPA attention, eval mode, on
-    ``device`` in ``dtype``) of ``encoder.model``.
+    """The tokenizer (padding on the right, with EOS when it has no pad token) and the
+    transformer (``AutoModel``, SDPA attention, eval mode, on ``device`` in ``dtype``) of
+    ``encoder.model``.
 
     A local folder is read with ``local_files_only``; so is a hub name when ``HF_HUB_OFFLINE``
     is set. A missing folder or a model that does not load is a ``ValueError`` naming it.
@@ -174,6 +175,10 @@ def load_text_model(
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if tokenizer.pad_token is None:
         raise ValueError(f"encoder.model={str(model)!r}: its tokenizer has no pad/eos token")
+    # Padding on the right, whatever the tokenizer was saved with (LLM tokenizers often say
+    # left, for generation): a decoder's real tokens then keep the positions and, being causal,
+    # the states they have in the text alone; pool finds the last real token by the mask.
+    tokenizer.padding_side = "right"
     network.config.use_cache = False  # decoders: no key/value cache, one forward per text
     return tokenizer, network.to(target).eval()
 
@@ -193,8 +198,8 @@ def tokenize(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
 ) -> tuple[Tensor, Tensor]:
     """``(input_ids, attention_mask)``: LongTensors ``(N, longest)`` in input order, padded on
-    the tokenizer's side, truncated to ``max_length``; what a trainable network feeds its
-    encoder and then :func:`pool`."""
+    the tokenizer's side (the right, as :func:`load_text_model` sets it), truncated to
+    ``max_length``; what a trainable network feeds its encoder and then :func:`pool`."""
     batch = tokenizer(
         list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
     )

@@ -6,7 +6,8 @@ the pretrained encoder is part of the model instead, so meta-training, and the `
 attention query and value projections (``lora``, through ``peft``). Item texts are tokenised
 once into buffers; a forward pass encodes the rows it is given. The attention mask is passed
 as an additive 4-D tensor, which keeps the encoder usable under ``torch.func.vmap`` (the
-per-task inner loops), where Hugging Face's own mask building is not.
+per-task inner loops), where Hugging Face's own mask building is not. Hugging Face uses such a
+mask as given, so for a decoder LLM it also holds the causal triangle.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from torch import nn
 from metarec.config.schema import EncoderConfig
 from metarec.encoders.text import load_text_model, pool, resolve_model, tokenize
 
-# Attention targets of LoRA in BERT-like encoders (``query``/``value``) and in decoder LLMs.
-LORA_TARGETS = ("query", "value", "q_proj", "v_proj")
+# LoRA's query/value targets for an architecture peft has no default for, by module name:
+# BERT-like, decoder LLMs, MPNet, DistilBERT.
+LORA_TARGETS = (("query", "value"), ("q_proj", "v_proj"), ("q", "v"), ("q_lin", "v_lin"))
 
 
 class TextTower(nn.Module):
@@ -37,6 +39,7 @@ class TextTower(nn.Module):
         self.encoder = encoder
         self.pooling, self.normalize = cfg.pooling, cfg.normalize
         self.out_dim = encoder.config.hidden_size
+        self.causal = _is_causal(encoder)
 
     def train(self, mode: bool = True) -> TextTower:
         """The encoder stays in eval mode: no dropout, which per-task ``vmap`` cannot batch and
@@ -48,7 +51,12 @@ class TextTower(nn.Module):
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` of any shape -> embeddings ``rows.shape + (out_dim,)``."""
         ids, mask = self.tokens[rows.reshape(-1)], self.token_mask[rows.reshape(-1)]
-        additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        seen = mask[:, None, None, :].bool()  # (B, 1, query 1, key L): real keys
+        if self.causal:  # and only those up to the query's own position
+            length = mask.shape[-1]
+            seen = seen & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        # one finfo.min per hidden key (not a sum of them, which is -inf): no NaN in pad rows
+        additive = (~seen).float() * torch.finfo(torch.float32).min
         hidden = self.encoder(input_ids=ids, attention_mask=additive).last_hidden_state
         out = pool(hidden, mask, self.pooling)
         if self.normalize:
@@ -56,17 +64,41 @@ class TextTower(nn.Module):
         return out.reshape(*rows.shape, self.out_dim)
 
 
+def _is_causal(encoder: nn.Module) -> bool:
+    """Whether the encoder's self-attention is causal (a decoder LLM, or BERT as a decoder)."""
+    if getattr(encoder.config, "is_decoder", False):
+        return True
+    return any(getattr(module, "is_causal", False) is True for module in encoder.modules())
+
+
+def lora_targets(encoder: nn.Module, model: str = "the encoder") -> list[str] | str:
+    """The modules LoRA adapts: peft's default for the architecture (``config.model_type``),
+    else the first query/value pair of :data:`LORA_TARGETS` the encoder has; a ``ValueError``
+    names ``model`` and its architecture when there is neither."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    model_type = getattr(encoder.config, "model_type", None)
+    names = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
+    default = DEFAULTS.get(model_type)
+    if isinstance(default, str):  # a regular expression: peft matches it itself
+        return default
+    if default and all(target in names for target in default):
+        return list(default)
+    for pair in LORA_TARGETS:
+        if all(target in names for target in pair):
+            return list(pair)
+    tried = ", ".join("/".join(pair) for pair in LORA_TARGETS)
+    raise ValueError(
+        f"encoder.trainable=lora: {model} ({model_type!r}) has no attention projections to "
+        f"adapt: peft has no default for {model_type!r} and the model has none of {tried}"
+    )
+
+
 def _with_lora(encoder: nn.Module, cfg: EncoderConfig) -> nn.Module:
     """LoRA adapters on the attention query/value projections; the pretrained weights frozen."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    names = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
-    targets = [target for target in LORA_TARGETS if target in names]
-    if not targets:
-        raise ValueError(
-            f"encoder.trainable=lora: {cfg.model} has no attention projection named "
-            f"{' or '.join(LORA_TARGETS)}"
-        )
+    targets = lora_targets(encoder, cfg.model)
     config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets,
                         lora_dropout=0.0)  # fmt: skip
     encoder = inject_adapter_in_model(config, encoder)
