@@ -26,9 +26,8 @@ from compare import write_results  # noqa: E402  (benchmarks/, beside this scrip
 from metarec.config import load_config
 from metarec.data.scenarios import SCENARIOS
 from metarec.metrics import confidence_interval
+from metarec.metrics.names import HEADLINE
 from metarec.train import train
-
-METRICS = ("mae", "ndcg@3")
 
 
 def run(config: Path, texts: list[str], seeds: int, overrides: list[str], out: Path) -> list:
@@ -67,7 +66,7 @@ def table(rows: list[dict], title: str) -> str:
         cells = []
         for scenario in scenarios:
             parts = []
-            for metric in METRICS:
+            for metric in HEADLINE:
                 values = [row[metric] for row in ok if row["scenario"] == scenario]
                 if not values:
                     parts.append("failed")

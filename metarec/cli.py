@@ -75,7 +75,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from metarec.reproduce import load_rows, update_readme, write_report
+    from metarec.report.reproduction import update_readme, write_report
+    from metarec.reproduce import load_rows
 
     folder = Path(args.folder)
     rows = load_rows(folder)
@@ -102,15 +103,18 @@ def _file_status(root: Path, name: str, check: bool | str) -> str:
 
 def _data(args: argparse.Namespace) -> int:
     from metarec.config import DataConfig
+    from metarec.data.amazon import download_amazon, verify_amazon
     from metarec.data.melu_files import download_melu, verify_melu
     from metarec.data.scenarios import data_root
 
-    if args.dataset != "melu-ml1m":
-        raise DataError(f"only melu-ml1m is downloadable; got '{args.dataset}'")
+    download, verify = {
+        "melu-ml1m": (download_melu, verify_melu),
+        "amazon-unisrec": (download_amazon, verify_amazon),
+    }[args.dataset]
     root = Path(args.root) if args.root else data_root(DataConfig(name=args.dataset))
     if args.action == "download":
-        download_melu(root)
-    statuses = {name: _file_status(root, name, check) for name, check in verify_melu(root).items()}
+        download(root)
+    statuses = {name: _file_status(root, name, check) for name, check in verify(root).items()}
     width = max(map(len, statuses))
     for name, status in statuses.items():
         print(f"{name:<{width}}  {status}")
@@ -122,7 +126,7 @@ def _data(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{count} {status}" for status, count in bad.items())
     print(
         f"{args.dataset} in {root}: {counts}; fetch them with `metarec data download "
-        f"{args.dataset} --root {root}` (sha256 checked, a mismatched file replaced), or point "
+        f"{args.dataset} --root {root}` (checksums checked, a mismatched file replaced), or point "
         "--root (data.root, $METAREC_DATA_DIR) at the folder that holds them"
     )
     return 1
@@ -252,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], help="key=value changing the run's config"
     )
     pred.set_defaults(func=_predict)
-    data = commands.add_parser("data", help="download or verify a dataset (sha256 checked)")
+    data = commands.add_parser("data", help="download or verify a dataset (checksums checked)")
     data.add_argument("action", choices=["download", "verify"])
-    data.add_argument("dataset", choices=["melu-ml1m"])
+    data.add_argument("dataset", choices=["melu-ml1m", "amazon-unisrec"])
     data.add_argument("--root", help="data folder (default: $METAREC_DATA_DIR/<dataset> or cache)")
     data.set_defaults(func=_data)
     return parser

@@ -16,7 +16,8 @@ CHECKOUT = _PACKAGE.parent / "experiments"
 
 
 def experiments_root() -> Path:
-    """The folder of ``<dataset>/*.yaml`` experiments and ``sweeps/*.yaml``: the packaged copy
+    """The folder of ``<dataset>/*.yaml`` experiments (each over its folder's ``base.yaml``,
+    see :mod:`metarec.config.load`) and ``sweeps/*.yaml``: the packaged copy
     of an installed wheel, else the checkout's ``experiments/``. The packaged copy comes first
     because beside an installed package sits ``site-packages``, whose ``experiments`` would be
     some other distribution's."""

@@ -11,7 +11,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
-from omegaconf import OmegaConf
 
 import metarec
 from metarec.catalog import LEARNERS
@@ -23,10 +22,12 @@ from metarec.encoders.attach import attach_item_text
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import MetaLearner
+from metarec.metrics.evaluate import flat_metrics
 from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
 from metarec.progress import progress_lines, quiet_lightning
 from metarec.report import markdown_table
 from metarec.resume import RandomState, resume_target, write_versions
+from metarec.task_cache import TaskCache
 from metarec.tracking import finish, make_wandb_logger
 
 
@@ -69,13 +70,7 @@ def summary_metrics(
 ) -> dict[str, float]:
     """One flat dict of a run's final metrics under the names Lightning logs them by:
     ``val/<metric>`` (best epoch), ``test/<scenario>/<metric>``, and ``time/seconds``."""
-    summary = dict(val)
-    for scenario, values in metrics.items():
-        for key, value in values.items():
-            if not key.endswith("n_tasks"):
-                summary[f"test/{scenario}/{key}"] = value
-    summary["time/seconds"] = seconds
-    return summary
+    return {**val, **flat_metrics("test", metrics), "time/seconds": seconds}
 
 
 def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
@@ -96,27 +91,14 @@ def launch_rank(cfg: RunConfig) -> int:
     return make_trainer(cfg, run_dir=None).global_rank
 
 
-# Prepared tasks by the settings they depend on, for a process that trains many runs on the
-# same data (``metarec reproduce``'s workers set it to a dict); None: always prepare anew.
-# Safe because preparing tasks draws from seeded generators only, never the global ones.
-TASK_CACHE: dict[str, ColdStartTasks] | None = None
-TASK_CACHE_SIZE = 2
-
-
-def prepare_tasks(cfg: RunConfig) -> ColdStartTasks:
-    """The run's dataset (with item text embeddings when ``item.text`` asks) and its tasks."""
-    parts = (cfg.data, cfg.item, cfg.encoder, cfg.task)
-    key = "\n".join(OmegaConf.to_yaml(OmegaConf.structured(part)) for part in parts)
-    if TASK_CACHE is not None and key in TASK_CACHE:
-        return TASK_CACHE[key]
+def prepare_tasks(cfg: RunConfig, cache: TaskCache | None = None) -> ColdStartTasks:
+    """The run's dataset (with item text embeddings when ``item.text`` asks) and its tasks;
+    from ``cache`` when it holds them (a process that trains many runs on the same data)."""
+    if cache is not None:
+        return cache.get(cfg, prepare_tasks)
     dataset = load_dataset(cfg.data)
     dataset = attach_item_text(dataset, cfg.item, cfg.encoder, progress=cfg.trainer.progress_bar)
-    tasks = ColdStartTasks(dataset, cfg.data, cfg.task)
-    if TASK_CACHE is not None:
-        while len(TASK_CACHE) >= TASK_CACHE_SIZE:
-            TASK_CACHE.pop(next(iter(TASK_CACHE)))  # the oldest
-        TASK_CACHE[key] = tasks
-    return tasks
+    return ColdStartTasks(dataset, cfg.data, cfg.task)
 
 
 def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
@@ -128,7 +110,7 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
             f"{' or '.join(learner_cls.units)}, not '{tasks.unit}'"
         )
     net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
-    learner = learner_cls(net, cfg.learner).for_task(cfg.task, tasks.rating_levels())
+    learner = learner_cls(net, cfg.learner, cfg.task, tasks.rating_levels())
     # In every checkpoint, so that `load_from_checkpoint` can rebuild the learner.
     learner.keep_run_config(to_yaml(replace(cfg, resume=None)))
     if cfg.learner.residual:
@@ -201,9 +183,8 @@ def bias_baseline(
     """
     mean = LEARNERS.get("mean")
     settings = mean.Settings(name="mean", kind="bias")
-    learner = mean(mean.build_network(tasks, ModelConfig(), settings), settings)
-    learner.for_task(task or TaskConfig(), tasks.rating_levels())
-    return learner.evaluate_all(tasks.test)
+    net = mean.build_network(tasks, ModelConfig(), settings)
+    return mean(net, settings, task, tasks.rating_levels()).evaluate_all(tasks.test)
 
 
 def _fit_and_evaluate(
@@ -253,11 +234,12 @@ def _fit_and_evaluate(
 
 
 @quiet_lightning()
-def train(cfg: RunConfig) -> RunResult:
-    """Meta-train, keep the weights best on validation, evaluate every scenario, write results."""
+def train(cfg: RunConfig, task_cache: TaskCache | None = None) -> RunResult:
+    """Meta-train, keep the weights best on validation, evaluate every scenario, write results.
+    ``task_cache``: prepared tasks to take this run's from (and keep them in)."""
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    tasks = prepare_tasks(cfg)
+    tasks = prepare_tasks(cfg, task_cache)
     learner = build_learner(cfg, tasks)
     # Under several processes each runs this whole function; rank 0 alone makes the run
     # folder and writes to it (the others learn its checkpoint folder from Lightning).

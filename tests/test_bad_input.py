@@ -235,6 +235,14 @@ def test_config_unknown_learner():
         load_config(None, ["learner.name=nosuch"])
 
 
+def test_config_a_learner_cannot_run_with_stops_before_the_data(tmp_path, capsys):
+    # An ID-only learner and item text: refused at load, before embedding any text.
+    code = main(["train", "synthetic/mean", "item.text=join", f"output_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "key 'item.text'" in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     write(tmp_path, "ratings.csv", [*RATINGS, "u1,i1,2,40"])
     code = main(["train", "experiments/synthetic/maml.yaml", "data.name=csv",

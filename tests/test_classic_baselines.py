@@ -87,7 +87,7 @@ def trained_mf(small_tasks):
 def test_mf_fold_in_is_the_ridge_solution_per_task(trained_mf, small_tasks):
     learner = trained_mf.double()
     try:
-        net, l2 = learner.net, learner.cfg.fold_in_l2
+        net, l2 = learner.net, learner.cfg.ridge_l2
         support = support_of(small_tasks.test["new_user"][torch.arange(5)])
         support["rating"] = support["rating"].double()
         folded = learner.adapt(support)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from metarec.config.load import load_config, to_yaml
-from metarec.config.schema import LearnerConfig, ModelConfig, RunConfig
+from metarec.config.load import (
+    BASE_FILE,
+    builtin_experiments,
+    experiment_files,
+    load_config,
+    read_experiment,
+    to_yaml,
+)
+from metarec.config.schema import DEFAULT_LEARNER, LearnerConfig, ModelConfig, RunConfig
 from metarec.errors import ConfigError
+from metarec.learners import LEARNERS
 from metarec.learners.maml import MAMLSettings
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -30,6 +40,7 @@ def test_no_file_no_overrides_gives_the_schema_defaults():
     assert isinstance(cfg.learner, LearnerConfig)
     assert isinstance(cfg.model, ModelConfig)
     assert type(cfg.model.hidden) is list
+    assert cfg.learner.name == LearnerConfig().name == DEFAULT_LEARNER
 
 
 def test_list_defaults_are_not_shared_between_instances():
@@ -195,7 +206,7 @@ def test_to_yaml_of_defaults_round_trips(tmp_path):
     assert load_config(path) == load_config()
 
 
-def experiment_files() -> list[Path]:
+def yaml_files() -> list[Path]:
     return sorted(
         path
         for pattern in ("*.yaml", "*.yml")
@@ -205,10 +216,10 @@ def experiment_files() -> list[Path]:
 
 
 def test_there_are_experiment_files():
-    assert experiment_files(), f"no YAML found under {EXPERIMENTS}"
+    assert yaml_files(), f"no YAML found under {EXPERIMENTS}"
 
 
-@pytest.mark.parametrize("path", experiment_files(), ids=lambda p: str(p.relative_to(EXPERIMENTS)))
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(EXPERIMENTS)))
 def test_every_experiment_file_loads(path):
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig)
@@ -225,3 +236,110 @@ def test_every_experiment_file_loads(path):
 def test_learner_settings_that_depend_on_each_other_fail_at_load(overrides, named):
     with pytest.raises(ConfigError, match=named):
         load_config(None, overrides)
+
+
+# -- a dataset folder's base.yaml ---------------------------------------------------------------
+
+
+def test_a_folders_base_yaml_sits_between_the_defaults_and_the_file(tmp_path):
+    write(tmp_path, "name: base\nseed: 3\nlearner:\n  outer_lr: 0.5\ntrainer:\n  max_epochs: 7\n",
+          name=BASE_FILE)  # fmt: skip
+    path = write(tmp_path, "name: row\nlearner:\n  name: reptile\ntrainer:\n  max_epochs: 2\n")
+    cfg = load_config(path, ["seed=4"])
+    assert (cfg.name, cfg.trainer.max_epochs) == ("row", 2)  # the file beats base.yaml
+    assert cfg.learner.name == "reptile" and cfg.learner.outer_lr == 0.5  # base.yaml's kept
+    assert cfg.seed == 4  # an override beats both
+    assert load_config(tmp_path / BASE_FILE).name == "base"  # loads alone, merged once
+    assert read_experiment(path) == {
+        "name": "row", "seed": 3, "learner": {"outer_lr": 0.5, "name": "reptile"},
+        "trainer": {"max_epochs": 2},
+    }  # fmt: skip
+
+
+def test_a_file_without_a_base_yaml_beside_it_is_read_alone(tmp_path):
+    path = write(tmp_path, "name: alone\n")
+    assert load_config(path) == dataclasses.replace(load_config(), name="alone")
+
+
+def test_a_bad_key_in_base_yaml_names_base_yaml(tmp_path):
+    write(tmp_path, "trainer:\n  max_epochz: 7\n", name=BASE_FILE)
+    with pytest.raises(ConfigError, match=r"base\.yaml.*max_epochz"):
+        load_config(write(tmp_path, "name: row\n"))
+
+
+def test_base_yaml_is_no_experiment_of_its_own(tmp_path):
+    write(tmp_path, "name: base\n", name=BASE_FILE)
+    write(tmp_path, "name: row\n")
+    assert experiment_files(tmp_path) == [tmp_path / "run.yaml"]
+    assert not [name for name in builtin_experiments() if name.endswith("/base")]
+
+
+def experiment_folders() -> list[Path]:
+    return sorted(path.parent for path in EXPERIMENTS.glob(f"*/{BASE_FILE}"))
+
+
+@pytest.mark.parametrize("folder", experiment_folders(), ids=lambda folder: folder.name)
+def test_experiment_files_hold_only_deltas_from_their_base_yaml(folder):
+    """A value repeated from base.yaml would be a setting with two homes."""
+
+    def flat(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    base = dict(flat(yaml.safe_load((folder / BASE_FILE).read_text())))
+    for path in experiment_files(folder):
+        repeated = [key for key, value in flat(yaml.safe_load(path.read_text()))
+                    if key in base and base[key] == value]  # fmt: skip
+        assert not repeated, f"{path.name} repeats {repeated} from {BASE_FILE}"
+
+
+# -- what the chosen learner supports, checked at load --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["learner.name=textsim", "item.text=replace", "task.unit=item"], "task.unit"),
+        (["learner.name=mean", "item.text=join"], "item.text"),
+        (["learner.name=mf", "item.text=replace"], "item.text"),
+        (["trainer.devices=3"], "learner.meta_batch_size"),
+        (["learner.meta_batch_size=30", "trainer.num_nodes=4"], "learner.meta_batch_size"),
+    ],
+)
+def test_a_setting_the_learner_cannot_run_with_fails_at_load(overrides, key):
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_config(None, overrides)
+
+
+def test_a_setting_the_learner_cannot_run_with_in_a_file_names_the_file(tmp_path):
+    path = write(tmp_path, "task:\n  unit: item\nitem:\n  text: join\nlearner:\n  name: textsim\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}.*key 'task.unit'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.devices=2", "trainer.num_nodes=2"],  # 32 tasks, 8 a process
+        ["trainer.devices=-1", "learner.meta_batch_size=7"],  # Lightning counts the devices
+        ["learner.name=mean"],
+        ["learner.name=textsim", "item.text=join"],
+        ["task.unit=item", "learner.name=maml"],
+    ],
+)
+def test_settings_the_learner_can_run_with_load(overrides):
+    load_config(None, overrides)
+
+
+def test_a_learner_that_needs_item_text_refuses_none_at_load():
+    maml = LEARNERS.get("maml")
+    LEARNERS.register("needs-text")(type("NeedsText", (maml,), {"needs_item_text": True}))
+    try:
+        with pytest.raises(ConfigError, match="key 'item.text'.*needs-text"):
+            load_config(None, ["learner.name=needs-text"])
+        assert load_config(None, ["learner.name=needs-text", "item.text=join"])
+    finally:
+        LEARNERS.unregister("needs-text")

@@ -257,7 +257,14 @@ def test_a_feature_embedding_is_the_mean_of_its_present_values(dataset):
 
 def test_adapting_with_item_text_cuts_the_text_to_each_tasks_items(dataset):
     from metarec.data.batch import query_of, support_of
-    from metarec.learners.functional import adapt_tasks, inner_loop, localize, predict_tasks
+    from metarec.learners.functional import (
+        InnerLoop,
+        Weights,
+        adapt_tasks,
+        inner_loop,
+        localize,
+        predict_tasks,
+    )
 
     cfg = load_config(None, [*SMALL, "learner.name=finetune"])
     tasks = ColdStartTasks(_with_text(dataset, "join"), DATA)
@@ -271,11 +278,12 @@ def test_adapting_with_item_text_cuts_the_text_to_each_tasks_items(dataset):
     local = localize(net, fast, buffers, support["user"], support["item"])
     assert local.buffers["item_features.text"].shape[:2] == support["item"].shape
     with torch.enable_grad():
-        state = adapt_tasks(net, fast, {}, buffers, support, 3, 0.3, True)
-        sparse = predict_tasks(net, state, fast, {}, buffers, query)
+        weights, inner = Weights(fast, {}, buffers), InnerLoop(3, 0.3, first_order=True)
+        state = adapt_tasks(net, weights, support, inner)
+        sparse = predict_tasks(net, state, weights, query)
         for t in range(5):  # one task at a time, whole tables
             task = {k: v[t] for k, v in support.items()}
-            adapted = inner_loop(net, fast, {}, buffers, task, 3, 0.3, True)
+            adapted = inner_loop(net, weights, task, inner)
             dense = torch.func.functional_call(net, (adapted, buffers),
                                                (query["user"][t], query["item"][t]))  # fmt: skip
             torch.testing.assert_close(sparse[t], dense, rtol=1e-10, atol=1e-10)

@@ -15,8 +15,10 @@ import metarec.train
 from metarec import reproduce as rep
 from metarec.cli import main
 from metarec.errors import ConfigError, DataError
+from metarec.metrics.names import ESTIMATED
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
-from metarec.report.compare import TABLE_METRICS, findings, table_lines, wins
+from metarec.report.compare import aggregate, findings, table_lines, wins
+from metarec.task_cache import TaskCache
 from tests.conftest import SMALL
 
 FAST = [*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
@@ -29,12 +31,15 @@ def experiments(tmp_path, monkeypatch):
     features, the text-only baseline."""
     folder = tmp_path / "experiments" / "synthetic"
     folder.mkdir(parents=True)
-    for name in ("mean", "ridge", "mf"):
-        shutil.copy(rep.EXPERIMENTS / "synthetic" / f"{name}.yaml", folder)
+    shipped = rep.EXPERIMENTS / "synthetic"
+    for path in [shipped / f"{name}.yaml" for name in ("mean", "ridge", "mf")]:
+        shutil.copy(path, folder)
+    if (shipped / "base.yaml").exists():  # what the experiment files leave to their base
+        shutil.copy(shipped / "base.yaml", folder)
     (folder / "textsim.yaml").write_text(
         "name: t\ndata:\n  name: synthetic\nitem:\n  text: replace\nlearner:\n  name: textsim\n"
     )
-    monkeypatch.setattr(rep, "EXPERIMENTS", folder.parent)
+    monkeypatch.setattr(rep.spec, "EXPERIMENTS", folder.parent)
     return folder
 
 
@@ -60,10 +65,10 @@ def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(
 ):
     real_train = metarec.train.train
 
-    def train(cfg):
+    def train(cfg, task_cache=None):
         if cfg.learner.name == "ridge" and cfg.item.text == "join" and cfg.seed == 1:
             raise RuntimeError("out of memory")
-        return real_train(cfg)
+        return real_train(cfg, task_cache)
 
     monkeypatch.setattr(metarec.train, "train", train)
     out = tmp_path / "out"
@@ -75,7 +80,7 @@ def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(
     assert "| warm | ridge | join |" in table and "1 (1 failed)" in table
     assert "ridge (item.text=join): failed: RuntimeError: out of memory" in table
     # The summary's mean is that of the runs' own numbers, within its bootstrap interval.
-    summary = {(e["method"], e["text"], e["scenario"]): e for e in rep.aggregate(rows)}
+    summary = {(e["method"], e["text"], e["scenario"]): e for e in aggregate(rows)}
     maes = [r["mae"] for r in rows if r["method"] == "ridge" and r["text"] == "none"
             and r.get("scenario") == "new_user"]  # fmt: skip
     entry = summary[("ridge", "none", "new_user")]
@@ -97,11 +102,11 @@ def test_a_rerun_keeps_finished_runs_and_reruns_failed_or_changed_ones(
     calls = []
     real_train = metarec.train.train
 
-    def train(cfg):
+    def train(cfg, task_cache=None):
         calls.append((cfg.learner.name, cfg.seed))
         if len(calls) == 2:
             raise RuntimeError("killed")
-        return real_train(cfg)
+        return real_train(cfg, task_cache)
 
     monkeypatch.setattr(metarec.train, "train", train)
     first, _, _ = rep.reproduce("synthetic", seeds=2, methods=["mean"], overrides=FAST, out=out,
@@ -142,25 +147,27 @@ def test_results_command_refills_the_readme_block(experiments, tmp_path, capsys)
     assert "has no block" in capsys.readouterr().err
 
 
-def test_cached_tasks_give_the_same_numbers_as_fresh_ones(tmp_path, monkeypatch):
-    """A worker prepares each run's tasks once (``train.TASK_CACHE``); reusing them after
-    other runs must change no number."""
+def test_cached_tasks_give_the_same_numbers_as_fresh_ones(tmp_path):
+    """A worker prepares each run's tasks once (a ``TaskCache`` passed to ``train``); reusing
+    them after other runs must change no number."""
     from metarec.config import load_config
 
-    def run(name, text="none", seed=0):
+    def run(name, text="none", seed=0, cache=None):
         overrides = [*FAST, f"learner.name={name}", f"item.text={text}", f"seed={seed}",
                      f"output_dir={tmp_path}"]  # fmt: skip
-        return metarec.train.train(load_config(None, overrides)).metrics
+        return metarec.train.train(load_config(None, overrides), task_cache=cache).metrics
 
     fresh = run("maml", seed=1)
-    monkeypatch.setattr(metarec.train, "TASK_CACHE", {})
-    run("maml", seed=0)
-    run("ridge", text="join")  # fills the cache's second entry
-    cached = run("maml", seed=1)
-    assert len(metarec.train.TASK_CACHE) == 2
+    cache = TaskCache()
+    run("maml", seed=0, cache=cache)
+    run("ridge", text="join", cache=cache)  # fills the cache's second entry
+    cfg = load_config(None, [*FAST, "item.text=none"])
+    kept = cache.get(cfg, lambda cfg: pytest.fail("prepared again"))
+    cached = run("maml", seed=1, cache=cache)
+    assert len(cache) == 2 and cache.get(cfg, lambda cfg: None) is kept
     assert cached == fresh
-    run("ridge", text="replace")  # a third variant evicts the oldest
-    assert len(metarec.train.TASK_CACHE) == 2
+    run("ridge", text="replace", cache=cache)  # a third variant evicts the oldest
+    assert len(cache) == 2
 
 
 def test_every_warm_pass_and_data_seed_is_planned_and_scored(experiments, tmp_path):
@@ -202,13 +209,13 @@ def _fake_runs(folder: Path, maes: dict[str, list[np.ndarray]], tasks=None) -> l
         for seed, values in enumerate(seeds):
             run_dir = folder / f"{method}-{seed}"
             ids = tasks or [f"u{k}" for k in range(len(values))]
-            columns = {name: torch.tensor(values) for name in TABLE_METRICS}
+            columns = {name: torch.tensor(values) for name in ESTIMATED}
             write_per_task(run_dir / PER_TASK_FILE, {"new_user": columns},
                            {"new_user": ids})  # fmt: skip
             rows.append({"method": method, "text": "none", "seed": seed, "warm": "heldout",
                          "scenario": "new_user", "status": "ok", "seconds": 1.0,
                          "run_dir": str(run_dir), **{m: float(np.mean(values))
-                                                     for m in TABLE_METRICS}})  # fmt: skip
+                                                     for m in ESTIMATED}})  # fmt: skip
     return rows
 
 
@@ -218,7 +225,7 @@ def test_only_a_paired_significant_margin_is_marked_and_stated(tmp_path):
     maes = {"shrunk": base,
             "good": [tasks - 0.03 + rng.normal(0, 0.02, 600) for tasks in base],
             "noise": [tasks + rng.normal(0, 0.05, 600) for tasks in base]}  # fmt: skip
-    summary = rep.aggregate(_fake_runs(tmp_path, maes))
+    summary = aggregate(_fake_runs(tmp_path, maes))
     entry = {e["method"]: e for e in summary}
     assert wins(entry["good"], "vs_reference") and wins(entry["good"], "vs_best_other")
     assert not wins(entry["noise"], "vs_reference") and entry["noise"]["vs_reference"]["p"] > 0.01
@@ -234,7 +241,7 @@ def test_no_learner_below_the_baseline_is_said_plainly(tmp_path):
     rng = np.random.default_rng(1)
     base = [rng.uniform(0.3, 1.5, 300) for _ in range(2)]
     worse = [tasks + 0.02 + rng.normal(0, 0.01, 300) for tasks in base]
-    (finding,) = findings(rep.aggregate(_fake_runs(tmp_path, {"shrunk": base, "maml": worse})), {})
+    (finding,) = findings(aggregate(_fake_runs(tmp_path, {"shrunk": base, "maml": worse})), {})
     assert "No learner beats the bias baseline `shrunk` with p < 0.01" in finding
 
 
@@ -244,4 +251,4 @@ def test_runs_on_different_tasks_are_not_compared(tmp_path):
     rows += _fake_runs(tmp_path / "b", {"maml": [rng.uniform(0, 1, 5)]},
                        tasks=["x0", "x1", "x2", "x3", "x4"])  # fmt: skip
     with pytest.raises(DataError, match="different tasks for seed 0"):
-        rep.aggregate(rows)
+        aggregate(rows)

@@ -117,7 +117,9 @@ def test_finetune_lowers_every_support_loss(small_tasks):
         return masked_mse(pred, support["rating"], support["mask"])
 
     before = support_mse(_tuned_like(pooled, "finetune", "learner.inner_steps=0"))
-    after = support_mse(_tuned_like(pooled, "finetune", "learner.inner_steps=3", "learner.inner_lr=0.02"))
+    after = support_mse(
+        _tuned_like(pooled, "finetune", "learner.inner_steps=3", "learner.inner_lr=0.02")
+    )
     assert (after < before).all(), (before, after)
 
 
@@ -136,7 +138,7 @@ def test_lora_tunes_only_adapters_and_leaves_the_network(small_tasks):
     assert state.fast and all("lora_A" in name or "lora_B" in name for name in state.fast)
     assert all(weights.shape[0] == 6 for weights in state.fast.values())
     assert any(not torch.equal(w[0], w[1]) for w in state.fast.values())
-    for name, weights in state.frozen.items():
+    for name, weights in state.weights.frozen.items():
         original = name.removeprefix("base_model.model.").replace(".base_layer", "")
         assert torch.equal(weights, before[original]), name
 

@@ -8,7 +8,15 @@ from torch.func import vmap
 
 from metarec.config import load_config
 from metarec.data.batch import query_of, support_of, whole_task
-from metarec.learners.functional import adapt_tasks, call, inner_loop, local_rows, predict_tasks
+from metarec.learners.functional import (
+    InnerLoop,
+    Weights,
+    adapt_tasks,
+    call,
+    inner_loop,
+    local_rows,
+    predict_tasks,
+)
 from metarec.train import build_learner
 from tests.conftest import SMALL
 
@@ -28,7 +36,7 @@ def _whole_tables(net, fast, frozen, buffers, support, steps, lr):
     """The plain way: every task adapts a whole copy of every table."""
 
     def one_task(task):
-        return inner_loop(net, fast, frozen, buffers, task, steps, lr, True)
+        return inner_loop(net, Weights(fast, frozen, buffers), task, InnerLoop(steps, lr, True))
 
     return vmap(one_task)(support)
 
@@ -50,10 +58,10 @@ def test_adapted_predictions_equal_whole_table_adaptation(small_tasks):
     batch = _batch(small_tasks)
     support, query = support_of(batch), query_of(batch)
     with torch.enable_grad():
-        state = adapt_tasks(net, fast, {}, buffers, support, 4, 0.3, True)
+        state = adapt_tasks(net, Weights(fast, {}, buffers), support, InnerLoop(4, 0.3, True))
         whole = _whole_tables(net, fast, {}, buffers, support, 4, 0.3)
     assert any(state.fast[k].shape[1] < fast[k].shape[0] for k in state.tables)  # cut tables
-    sparse = predict_tasks(net, state, fast, {}, buffers, query)
+    sparse = predict_tasks(net, state, Weights(fast, {}, buffers), query)
     dense = vmap(lambda w, u, i: call(net, w, {}, buffers, u, i))(
         whole, query["user"], query["item"]
     )
@@ -67,7 +75,7 @@ def test_reptile_outer_step_equals_the_mean_of_whole_table_solutions(small_tasks
     slow = {k: p.detach() for k, p in net.named_parameters()}
     buffers = dict(net.named_buffers())
     task = whole_task(_batch(small_tasks))
-    solutions = adapt_tasks(net, slow, {}, buffers, task, 3, 0.3, True)
+    solutions = adapt_tasks(net, Weights(slow, {}, buffers), task, InnerLoop(3, 0.3, True))
     whole = _whole_tables(net, slow, {}, buffers, task, 3, 0.3)
     deltas = learner.deltas(slow, solutions)
     for name, phi in whole.items():
@@ -86,7 +94,8 @@ def test_second_order_meta_gradient_equals_whole_tables(small_tasks, name):
 
     def whole_loss():
         def one_task(task, user, item):
-            adapted = inner_loop(net, params, {}, dict(net.named_buffers()), task, 2, lr)
+            weights = Weights(params, {}, dict(net.named_buffers()))
+            adapted = inner_loop(net, weights, task, InnerLoop(2, lr))
             return call(net, adapted, {}, dict(net.named_buffers()), user, item)
 
         pred = vmap(one_task)(support_of(batch), batch["user"].unsqueeze(-1), batch["query_item"])

@@ -11,7 +11,9 @@ import yaml
 
 from metarec import sweep as sweep_module
 from metarec.cli import main
+from metarec.metrics.names import ESTIMATED, HEADLINE, LIKE_TABLE, METRICS, NAMES, RUN_TABLE
 from metarec.sweep import SweepError, Trial, load_sweep, run_local, split_config
+from metarec.sweep import runner as sweep_runner
 
 from .conftest import SMALL
 
@@ -86,7 +88,7 @@ def test_bad_sweep_files_fail_before_any_trial(tmp_path, monkeypatch, capsys, ch
     def no_trial(*args, **kwargs):
         raise AssertionError("a trial ran")
 
-    monkeypatch.setattr(sweep_module, "_run_trial", no_trial)
+    monkeypatch.setattr(sweep_runner, "run_trial", no_trial)
     out = tmp_path / "sweep"
     path = write_sweep(tmp_path, **changes)
     assert main(["sweep", str(path), "--local", "--out", str(out)]) == 2
@@ -107,7 +109,7 @@ def test_random_and_bayes_run_count_trials_best_first(tmp_path, monkeypatch, met
         value = (math.log10(params["learner.inner_lr"]) + 1.3) ** 2 + params["learner.inner_steps"]
         return Trial(name, params, value, None)
 
-    monkeypatch.setattr(sweep_module, "_run_trial", fake_trial)
+    monkeypatch.setattr(sweep_runner, "run_trial", fake_trial)
     lr = {"distribution": "log_uniform_values", "min": 0.001, "max": 0.5}
     path = write_sweep(tmp_path, method=method, parameters={
         "learner.inner_lr": lr, "learner.inner_steps": {"values": [1, 2, 3]}})  # fmt: skip
@@ -148,7 +150,7 @@ def test_trials_reseeding_the_global_generators_do_not_repeat_proposals(tmp_path
         np.random.seed(0)
         return Trial(name, params, float(params["learner.inner_lr"]), None)
 
-    monkeypatch.setattr(sweep_module, "_run_trial", reseeding_trial)
+    monkeypatch.setattr(sweep_runner, "run_trial", reseeding_trial)
     lr = {"distribution": "log_uniform_values", "min": 0.001, "max": 0.5}
     path = write_sweep(tmp_path, method="random", parameters={"learner.inner_lr": lr})
     trials, _ = run_local(load_sweep(path), count=4, out=tmp_path / "out")
@@ -160,3 +162,19 @@ def test_a_sweep_can_minimise_mae_round(tmp_path):
     assert {"val/mae_round", "test/warm/mae_round"} <= sweep_module.logged_metrics()
     path = write_sweep(tmp_path, metric={"name": "val/mae_round", "goal": "minimize"})
     assert load_sweep(path).spec["metric"]["name"] == "val/mae_round"
+
+
+def test_the_metric_names_are_those_the_metric_functions_return():
+    """``metarec.metrics.names`` is the one list: what a run reports, and every table's pick."""
+    import torch
+
+    from metarec.metrics import binary_task_metrics, task_metrics
+
+    preds = torch.tensor([[4.0, 2.0]])
+    mask = torch.ones_like(preds, dtype=torch.bool)
+    returned = {*task_metrics(preds, preds, mask, levels=preds.unique()),  # with mae_round
+                *binary_task_metrics(preds / 5, preds > 3, mask, 0.5)}  # fmt: skip
+    assert set(NAMES) == returned == set(METRICS)
+    for picked in (RUN_TABLE, LIKE_TABLE, ESTIMATED, HEADLINE):
+        assert set(picked) <= set(NAMES)
+    assert METRICS["mae"].better == "lower is better" and not METRICS["ndcg@3"].lower_is_better

@@ -36,7 +36,7 @@ def test_full_meta_training_reaches_the_encoder_weights(tiny_text_model):
 
 def test_finetune_tunes_the_encoder_per_task(tiny_text_model):
     learner, tasks = _learner(tiny_text_model, "finetune", "full")
-    _, fast, frozen, _ = learner.tuning_weights()
+    _, (fast, frozen, _) = learner.tuning_weights()
     assert set(_encoder_params(learner)) <= set(fast) and not frozen
     learner.eval()
     batch = tasks.test["new_item"][torch.arange(3)]
@@ -57,7 +57,7 @@ def test_lora_adapts_only_query_value_adapters_of_the_encoder(tiny_text_model):
     assert trainable and all("lora_" in name for name in trainable)
     assert all(".query." in name or ".value." in name for name in trainable)
     assert all(not p.requires_grad for name, p in params.items() if "lora_" not in name)
-    _, fast, _, _ = learner.tuning_weights()
+    _, (fast, _, _) = learner.tuning_weights()
     assert any("text_model" in name and "lora_" in name for name in fast)
     frozen_before = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
     optimiser = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=0.1)

@@ -18,7 +18,16 @@ from torch import nn
 from metarec.config.schema import LearnerConfig, setting
 from metarec.data.batch import Batch, whole_task
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import Adapted, Params, adapt_tasks, predict_tasks
+from metarec.learners.functional import (
+    Adapted,
+    InnerLoop,
+    Params,
+    Weights,
+    adapt_tasks,
+    predict_tasks,
+    split_params,
+    trainable,
+)
 from metarec.registry import LEARNERS
 
 # LoRA's A matrices start random; a fixed seed gives every evaluation the same adapters, so a
@@ -26,14 +35,17 @@ from metarec.registry import LEARNERS
 LORA_INIT_SEED = 0
 
 
+def is_adapter(name: str, param: nn.Parameter) -> bool:
+    """Whether a weight of a ``peft`` model is one of its LoRA matrices (A or B)."""
+    return "lora_A" in name or "lora_B" in name
+
+
 class Tuned(NamedTuple):
     """Per-task fine-tuned weights and what ``predict_tasks`` needs besides them."""
 
     net: nn.Module
     adapted: Adapted  # one copy per task of each tuned weight (tables: the task's rows)
-    initial: Params
-    frozen: Params
-    buffers: Params
+    weights: Weights  # the weights tuned from (fast), those left as they are, the buffers
 
     @property
     def fast(self) -> Params:
@@ -57,25 +69,24 @@ class PooledNetwork(MetaLearner):
         """Ratings, not tasks: the loss is a mean over every rating of the meta-batch."""
         return whole_task(batch)["mask"].sum()
 
-    def tuning_weights(self) -> tuple[nn.Module, Params, Params, Params] | None:
-        """(network, tuned weights, frozen weights, buffers) to fine-tune per task, or None."""
+    def tuning_weights(self) -> tuple[nn.Module, Weights] | None:
+        """The network to fine-tune per task and its weights (the tuned ones fast), or None."""
         return None
 
     def adapt(self, support: Batch) -> Tuned | None:
-        """``inner_steps`` SGD steps per task from the trained (detached) weights; None: no tuning."""
+        """``inner_steps`` SGD steps per task from the trained (detached) weights; None when
+        nothing is tuned."""
         setup = self.tuning_weights()
         if setup is None:
             return None
-        net, fast, frozen, buffers = setup
-        steps, lr = self.cfg.inner_steps, self.cfg.inner_lr
-        adapted = adapt_tasks(net, fast, frozen, buffers, support, steps, lr, True, self.loss)
-        return Tuned(net, adapted, fast, frozen, buffers)
+        net, weights = setup
+        inner = InnerLoop(self.cfg.inner_steps, self.cfg.inner_lr, first_order=True, loss=self.loss)
+        return Tuned(net, adapt_tasks(net, weights, support, inner), weights)
 
     def predict(self, state: Tuned | None, query: Batch) -> torch.Tensor:
         if state is None:
             return self.net(query["user"].unsqueeze(-1), query["item"])
-        return predict_tasks(state.net, state.adapted, state.initial, state.frozen,
-                             state.buffers, query)  # fmt: skip
+        return predict_tasks(state.net, state.adapted, state.weights, query)
 
 
 @LEARNERS.register("global")
@@ -100,20 +111,17 @@ class Finetune(PooledNetwork):
 
     Settings = FinetuneSettings
 
-    def tuning_weights(self) -> tuple[nn.Module, Params, Params, Params]:
+    def tuning_weights(self) -> tuple[nn.Module, Weights]:
         # Detached: the tuning needs inner gradients only, never a graph to the trained weights.
-        params = dict(self.net.named_parameters())
-        fast = {name: p.detach() for name, p in params.items() if p.requires_grad}
-        frozen = {name: p.detach() for name, p in params.items() if not p.requires_grad}
-        return self.net, fast, frozen, dict(self.net.named_buffers())
+        return self.net, split_params(self.net, trainable, detach=True)
 
 
 @dataclass
 class LoRASettings(FinetuneSettings):
     """Per-task LoRA adapters on the decision layers; the trained network stays frozen."""
 
-    rank: int = setting(4, "rank r of each LoRA adapter")
-    alpha: float = setting(8.0, "LoRA scaling numerator: the update is (alpha / rank) B A")
+    lora_rank: int = setting(4, "rank r of each LoRA adapter")
+    lora_alpha: float = setting(8.0, "LoRA scaling numerator: the update is (alpha / r) B A")
     inner_lr: float = setting(0.02, "learning rate of the per-task LoRA steps")
 
 
@@ -124,7 +132,7 @@ class LoRA(Finetune):
 
     Settings = LoRASettings
 
-    def tuning_weights(self) -> tuple[nn.Module, Params, Params, Params]:
+    def tuning_weights(self) -> tuple[nn.Module, Weights]:
         from peft import LoraConfig, get_peft_model  # optional extra: pip install metarec[lora]
 
         prefix = self.net.DECISION_PREFIX
@@ -134,13 +142,13 @@ class LoRA(Finetune):
             if isinstance(module, nn.Linear) and name.startswith(prefix)
         ]
         config = LoraConfig(
-            r=self.cfg.rank, lora_alpha=self.cfg.alpha, target_modules=targets, lora_dropout=0.0
+            r=self.cfg.lora_rank,
+            lora_alpha=self.cfg.lora_alpha,
+            target_modules=targets,
+            lora_dropout=0.0,
         )
         with torch.random.fork_rng():
             torch.manual_seed(LORA_INIT_SEED)
             # get_peft_model rewrites the model in place: wrap a copy, never the trained network.
             model = get_peft_model(copy.deepcopy(self.net), config)
-        params = {name: p.detach() for name, p in model.named_parameters()}
-        fast = {name: p for name, p in params.items() if "lora_A" in name or "lora_B" in name}
-        frozen = {name: p for name, p in params.items() if name not in fast}
-        return model, fast, frozen, dict(model.named_buffers())
+        return model, split_params(model, is_adapter, detach=True)

@@ -23,6 +23,7 @@ from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.errors import ConfigError
 from metarec.learners.base import MetaLearner
+from metarec.metrics.evaluate import metric_key
 from metarec.registry import LEARNERS
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,8 @@ class Mean(MetaLearner):
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         if self.chosen_item_pseudo is not None:  # so the run's summary.json records the pick
-            self.log("val/item_pseudo", self.chosen_item_pseudo)
-            self.log("val/user_pseudo", self.chosen_user_pseudo)
+            self.log(metric_key("val", None, "item_pseudo"), self.chosen_item_pseudo)
+            self.log(metric_key("val", None, "user_pseudo"), self.chosen_user_pseudo)
 
     def adapt(self, support: Batch) -> Batch:
         return support

@@ -64,8 +64,10 @@ class MFSettings(LearnerConfig):
     """Sizes and penalties of biased MF with fold-in."""
 
     factors: int = setting(16, "latent factors per item (and per folded-in user)")
-    l2: float = setting(1e-3, "penalty on the item biases and factors of a meta-batch's ratings")
-    fold_in_l2: float = setting(3.0, "ridge penalty on the folded-in user bias and factors")
+    item_l2: float = setting(
+        1e-3, "penalty on the item biases and factors of a meta-batch's ratings"
+    )
+    ridge_l2: float = setting(3.0, "ridge penalty on the folded-in user bias and factors")
     init_std: float = setting(0.01, "std of the initial item factors")
     outer_lr: float = setting(1e-2, "Adam learning rate of the item biases and factors")
 
@@ -100,7 +102,7 @@ class MF(MetaLearner):
         features = features * mask.unsqueeze(-1)  # padded entries drop out of both sides
         residual = (support["rating"] - self.net.rating_mean - item_bias) * mask
         eye = torch.eye(features.shape[-1], dtype=features.dtype, device=features.device)
-        gram = features.mT @ features + self.cfg.fold_in_l2 * eye
+        gram = features.mT @ features + self.cfg.ridge_l2 * eye
         return torch.linalg.solve(gram, features.mT @ residual.unsqueeze(-1)).squeeze(-1)
 
     def predict(self, user: torch.Tensor, query: Batch) -> torch.Tensor:
@@ -108,7 +110,8 @@ class MF(MetaLearner):
         return self.net.rating_mean + item_bias + (features @ user.unsqueeze(-1)).squeeze(-1)
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
-        """Query MSE after fold-in, plus ``l2`` times the mean squared norm of the items rated."""
+        """Query MSE after fold-in, plus ``item_l2`` times the mean squared norm of the items
+        rated."""
         items = torch.cat([batch["support_item"], batch["query_item"]], dim=1)
         mask = torch.cat([batch["support_mask"], batch["query_mask"]], dim=1)
         item_bias, features = self.net(items)
@@ -117,4 +120,4 @@ class MF(MetaLearner):
         # The loss weighs by this rank's share of tasks (``loss_count``); the penalty is a
         # mean over ratings, so under several processes it weighs by the share of ratings.
         penalty = penalty * rank_share(self, mask.sum()) / rank_share(self, len(mask))
-        return super().training_loss(batch) + self.cfg.l2 * penalty
+        return super().training_loss(batch) + self.cfg.item_l2 * penalty

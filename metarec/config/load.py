@@ -1,4 +1,15 @@
-"""Load a YAML experiment file onto the structured schema, then apply key=value overrides."""
+"""Load a YAML experiment file onto the structured schema, then apply key=value overrides.
+
+Layers, each over the one before: the schema's defaults (:mod:`metarec.config.schema`), the
+``base.yaml`` of the experiment file's folder when there is one (what every experiment of that
+dataset shares: ``experiments/<dataset>/base.yaml``; the file itself holds only its deltas),
+the file, then the overrides. A folder without ``base.yaml`` has no such layer; ``base.yaml``
+is not an experiment of its own (:func:`experiment_files` leaves it out). Its ``learner``
+section may hold only the settings every learner has (:class:`LearnerConfig`).
+
+Checks that need the chosen learner's class (the task unit, item text, the meta-batch's share
+per process) run here too, so a bad combination stops before any data is read.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +20,15 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metarec.config.schema import RunConfig
+from metarec.config.schema import DEFAULT_LEARNER, RunConfig
 from metarec.errors import ConfigError  # also importable from here, as before
 from metarec.paths import experiments_root
 from metarec.registry import LEARNERS
 
 # A built-in experiment named without its folder (``maml``) is the synthetic one.
 DEFAULT_DATASET = "synthetic"
+# In an experiment folder: the settings its other files share, merged under each of them.
+BASE_FILE = "base.yaml"
 
 
 def _describe(err: OmegaConfBaseException, prefix: str = "") -> str:
@@ -46,8 +59,26 @@ def builtin_experiments() -> dict[str, Path]:
         f"{folder.name}/{path.stem}": path
         for folder in sorted(root.iterdir())
         if folder.is_dir() and folder.name != "sweeps"
-        for path in sorted(folder.glob("*.yaml"))
+        for path in experiment_files(folder)
     }
+
+
+def experiment_files(folder: Path) -> list[Path]:
+    """The experiments of a dataset folder, sorted: its ``*.yaml`` files but ``base.yaml``."""
+    return sorted(path for path in folder.glob("*.yaml") if path.name != BASE_FILE)
+
+
+def experiment_layers(path: Path) -> list[Path]:
+    """The files an experiment file stands for, in merge order: its folder's ``base.yaml``
+    (unless it is that file, or there is none), then the file."""
+    base = path.parent / BASE_FILE
+    return [base, path] if path.name != BASE_FILE and base.is_file() else [path]
+
+
+def read_experiment(path: Path) -> dict:
+    """What an experiment file sets, its folder's ``base.yaml`` included (no defaults)."""
+    merged = OmegaConf.merge(*(_read_yaml(layer) for layer in experiment_layers(path)))
+    return OmegaConf.to_container(merged)
 
 
 def resolve_experiment(path_or_name: str | Path) -> Path:
@@ -85,7 +116,7 @@ def _read_yaml(path: Path) -> DictConfig:
 
 def _typed_learner(config: DictConfig, source: str) -> DictConfig:
     """The learner section merged onto the chosen learner's own Settings dataclass."""
-    name = config.learner.get("name", "maml")
+    name = config.learner.get("name", DEFAULT_LEARNER)
     try:
         settings = LEARNERS.get(name).Settings
     except KeyError as err:
@@ -107,21 +138,53 @@ def _check_choices(node, prefix: str = "") -> None:
             raise ConfigError(f"key '{prefix}{spec.name}': '{value}' is not one of {allowed}")
 
 
+def _check_learner_fits(run: RunConfig, source: str) -> None:
+    """The chosen learner can run this config: its task unit, its item text, and a meta-batch
+    that every process gets an equal share of."""
+    name, learner_cls = run.learner.name, LEARNERS.get(run.learner.name)
+    if run.task.unit not in learner_cls.units:
+        raise ConfigError(
+            f"{source}: key 'task.unit': learner '{name}' supports task.unit "
+            f"{' or '.join(learner_cls.units)}, not '{run.task.unit}'"
+        )
+    # A learner class that does not declare ``needs_item_text`` needs no item text.
+    if run.item.text == "none" and getattr(learner_cls, "needs_item_text", False):
+        raise ConfigError(
+            f"{source}: key 'item.text': learner '{name}' needs the item text embeddings; "
+            "set item.text=replace (or join)"
+        )
+    if run.item.text != "none" and not learner_cls.reads_item_text:
+        raise ConfigError(
+            f"{source}: key 'item.text': learner '{name}' reads no item features (IDs only), "
+            f"so item.text={run.item.text} would embed texts it ignores; set item.text=none"
+        )
+    devices, nodes = run.trainer.devices, run.trainer.num_nodes
+    # devices -1 (or 0) lets Lightning count them; the sampler checks the share then.
+    if devices > 0 and run.learner.meta_batch_size % (devices * nodes):
+        raise ConfigError(
+            f"{source}: key 'learner.meta_batch_size': {run.learner.meta_batch_size} tasks "
+            f"cannot be shared evenly by {devices * nodes} processes (trainer.devices x "
+            "trainer.num_nodes); make it a multiple of that"
+        )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> RunConfig:
     """Defaults, then the YAML file at ``path`` (or the built-in experiment it names, see
-    :func:`resolve_experiment`), then ``key=value`` overrides, type-checked.
+    :func:`resolve_experiment`) over its folder's ``base.yaml`` if any, then ``key=value``
+    overrides, type-checked.
 
     An unknown key or a value of the wrong type raises ``ConfigError`` naming the key and
     where it came from. The ``learner`` section is checked against the Settings dataclass of
-    the learner it names.
+    the learner it names, and the whole config against what that learner supports.
     """
     config = OmegaConf.structured(RunConfig)
     if path is not None:
         path = resolve_experiment(path)
-        try:
-            config = OmegaConf.merge(config, _read_yaml(path))
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"{path}: {_describe(err)}") from err
+        for layer in experiment_layers(path):
+            try:
+                config = OmegaConf.merge(config, _read_yaml(layer))
+            except OmegaConfBaseException as err:
+                raise ConfigError(f"{layer}: {_describe(err)}") from err
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override '{override}' is not of the form key=value")
@@ -137,6 +200,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         cause = err.__cause__ or err
         raise ConfigError(f"{source}: {str(cause).splitlines()[0]}") from err
     _check_choices(run)
+    _check_learner_fits(run, source)
     return run
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The learner a config gets when it names none (``learner.name``).
+DEFAULT_LEARNER = "maml"
+
 
 def setting(default, help: str, choices: tuple | None = None):  # noqa: A002 - argparse's name
     """A dataclass field with its help text and, optionally, the values it may take."""
@@ -74,13 +77,68 @@ class CsvConfig:
 
 
 @dataclass
+class AmazonConfig:
+    """UniSRec-format Amazon sequences (``data.name: amazon-unisrec``) and the implicit
+    next-item tasks made of them (see ``metarec/data/implicit.py``); data.query_size,
+    min_ratings and max_ratings do not apply, data.val_fraction and test_fraction do."""
+
+    domain: str = setting(
+        "Scientific",
+        "file prefix in data.root: <domain>.text, .item2index, .user2index, .train.inter, "
+        ".valid.inter, .test.inter (plain or .gz); the download fetches Scientific",
+    )
+    new_item_fraction: float = setting(
+        0.1, "share of items drawn (seeded by data.seed) as new: in no meta-training task"
+    )
+    negatives: int = setting(
+        99, "sampled negatives beside the next item in each validation and test query"
+    )
+    train_negatives: int = setting(
+        4, "sampled negatives beside the next item in each meta-training query (NCF's 4)"
+    )
+    max_history: int = setting(
+        50, "most recent items of a user's history kept in a support set (UniSRec's cap)"
+    )
+
+
+@dataclass
+class TallrecConfig:
+    """TALLRec's few-shot MovieLens-100K protocol (``data.name: tallrec-ml100k``; see
+    ``metarec/data/tallrec.py``): a task is one sample, a user's ``history`` ratings before a
+    target (the support set) and the target (the query); data.min_ratings, max_ratings,
+    query_size, val_fraction and test_fraction do not apply."""
+
+    train_samples: int | None = setting(
+        64,
+        "training samples, the first of a permutation (seeded by data.seed) of the "
+        "benchmark's training part: TALLRec's 16 / 64 / 256; null: all of them",
+    )
+    history: int = setting(10, "ratings before the target in a sample (TALLRec: 10)")
+    n_last: int = setting(
+        10_000, "last samples kept as the benchmark, cut 8:1:1 into training, validation, test"
+    )
+    order: str = setting(
+        "user",
+        "user: TALLRec's list, user by user (in order of first rating in u.data), each by time; "
+        "time: every sample by its target's timestamp",
+        choices=("user", "time"),
+    )
+    extra: bool = setting(
+        False,
+        "also meta-train on every sample before the benchmark (the rest of ML-100K): extra "
+        "data TALLRec's rows do not use, so a row trained so says it",
+    )
+
+
+@dataclass
 class DataConfig:
     """Which dataset, where it lives, and how users become tasks (MeLU's protocol)."""
 
     name: str = setting(
         "synthetic",
-        "dataset; csv: your own files (data.csv)",
-        choices=("synthetic", "melu-ml1m", "csv"),
+        "dataset; csv: your own files (data.csv); amazon-unisrec: implicit next-item tasks with "
+        "item text (data.amazon); tallrec-ml100k: TALLRec's few-shot likes (data.tallrec)",
+        choices=("synthetic", "melu-ml1m", "csv", "amazon-unisrec", "tallrec-ml100k"),
     )
     root: str | None = setting(
         None, "data folder; default $METAREC_DATA_DIR/<name>, else the user cache folder"
@@ -97,6 +155,8 @@ class DataConfig:
     )
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     csv: CsvConfig = field(default_factory=CsvConfig)
+    amazon: AmazonConfig = field(default_factory=AmazonConfig)
+    tallrec: TallrecConfig = field(default_factory=TallrecConfig)
 
 
 @dataclass
@@ -209,7 +269,7 @@ class ModelConfig:
 class LearnerConfig:
     """Settings every learner has; each learner extends it with its own ``Settings`` dataclass."""
 
-    name: str = setting("maml", "registered learner name (`metarec learners` lists them)")
+    name: str = setting(DEFAULT_LEARNER, "registered learner name (`metarec learners` lists them)")
     outer_lr: float = setting(1e-3, "Adam learning rate of the outer (global) update")
     meta_batch_size: int = setting(32, "tasks per outer step")
     eval_batch_size: int = setting(128, "tasks adapted at once during evaluation")
@@ -286,6 +346,6 @@ class RunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # Typed by the chosen learner's own Settings dataclass when the config is loaded.
-    learner: Any = field(default_factory=lambda: {"name": "maml"})
+    learner: Any = field(default_factory=lambda: {"name": DEFAULT_LEARNER})
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -57,6 +57,14 @@ def load_dataset(cfg: DataConfig) -> RecDataset:
         from metarec.data.generic import load_csv
 
         return load_csv(data_root(cfg), cfg.csv, seed=cfg.seed)
+    if cfg.name == "amazon-unisrec":
+        from metarec.data.amazon import load_amazon
+
+        return load_amazon(data_root(cfg), cfg.amazon.domain)
+    if cfg.name == "tallrec-ml100k":
+        from metarec.data.tallrec import load_ml100k
+
+        return load_ml100k(data_root(cfg))
     raise ValueError(f"data.name: unknown dataset '{cfg.name}'")
 
 
@@ -76,8 +84,20 @@ class ColdStartTasks:
     def __init__(self, dataset: RecDataset, cfg: DataConfig, task: TaskConfig | None = None):
         task = task or TaskConfig()
         self.unit, self.target = task.unit, task.target
+        if dataset.meta.get("implicit"):  # next-item tasks: metarec/data/implicit.py
+            from metarec.data.implicit import implicit_tasks
+
+            self.dataset = dataset
+            self.train, self.val, self.test = implicit_tasks(dataset, cfg, task)
+            return
         if task.target == "like":
             dataset = _as_likes(dataset, task.like_threshold)
+        if cfg.name == "tallrec-ml100k":  # a task per sample: metarec/data/tallrec.py
+            from metarec.data.tallrec import tallrec_tasks
+
+            self.dataset = dataset
+            self.train, self.val, self.test = tallrec_tasks(dataset, cfg, task)
+            return
         if task.unit == "item":
             dataset = dataset.swapped()
             sizes = dict(min_ratings=task.support_size + cfg.query_size, max_ratings=None,

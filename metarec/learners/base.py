@@ -7,6 +7,7 @@ adapting. Evaluation adapts on the support set, so it runs with gradients enable
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,19 @@ from metarec.distributed import gather_rows, share_of_meta_batch
 from metarec.encoders.network import MeLUNet
 from metarec.errors import TrainingDiverged  # also importable from here, as before
 from metarec.learners.functional import task_loss
-from metarec.metrics import binary_task_metrics, summarize, task_metrics
+from metarec.metrics import batch_metrics, flat_metrics, metric_key, summarize, task_columns
 
 
-class MetaLearner(L.LightningModule):
-    """Base class; subclasses register with ``@LEARNERS.register(name)``.
+class MetaLearner(L.LightningModule, ABC):
+    """Base class; subclasses implement :meth:`adapt` and :meth:`predict` (a class missing
+    either cannot be made: ``TypeError``) and register with ``@LEARNERS.register(name)``.
 
     ``Settings`` is the learner's config dataclass (``learner.*`` in the YAML), extending
     ``LearnerConfig``. ``build_network`` makes the network it adapts (MeLU's by default).
-    ``task`` says what the tasks predict: with ``task.target: like`` the targets are 0/1 and
-    predictions are like probabilities, trained with cross-entropy (``self.loss``).
+    ``task`` (``task.*`` of the run config) says what the tasks predict: with
+    ``task.target: like`` the targets are 0/1 and predictions are like probabilities, trained
+    with cross-entropy (``self.loss``). ``levels`` are the rating scale's levels
+    (``tasks.rating_levels()``), with which the metrics add ``mae_round``.
     ``units`` lists the task units (``task.unit``) the learner supports; ``reads_item_text``
     says whether ``item.text`` can change its predictions.
     """
@@ -64,11 +68,20 @@ class MetaLearner(L.LightningModule):
         mean = 0.0 if getattr(settings, "residual", False) else float(ratings.mean())
         return MeLUNet(tasks.dataset, model, rating_mean=mean)  # residuals start at 0
 
-    def __init__(self, net: nn.Module, cfg: LearnerConfig):
+    def __init__(
+        self,
+        net: nn.Module,
+        cfg: LearnerConfig,
+        task: TaskConfig | None = None,
+        levels: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.net = net
         self.cfg = cfg
-        self.for_task(TaskConfig())
+        self.task = task if task is not None else TaskConfig()
+        self.rating_levels = levels
+        self.binary = self.task.target == "like"
+        self.loss = task_loss(self.task.target)  # per-task loss: (pred, target, mask) -> (T,)
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
         self.test_results: dict[str, dict[str, float | int]] = {}
         # Each test scenario's per-task metrics (float64 columns, in task order).
@@ -116,15 +129,6 @@ class MetaLearner(L.LightningModule):
             )
         return learner.to(map_location) if map_location is not None else learner
 
-    def for_task(self, task: TaskConfig, levels: torch.Tensor | None = None) -> MetaLearner:
-        """Set what the tasks predict (``task.*`` of the run config) and the rating scale's
-        ``levels`` (``tasks.rating_levels()``: the metrics add ``mae_round``); returns the
-        learner."""
-        self.task, self.rating_levels = task, levels
-        self.binary = task.target == "like"
-        self.loss = task_loss(task.target)  # per-task loss: (pred, target, mask) -> (T,)
-        return self
-
     def learn_residuals(self, tasks: ColdStartTasks) -> MetaLearner:
         """From now on every batch's ratings are residuals of the shrunk bias baseline
         (``learner.residual``): item means of the meta-training ratings and the user's offset on
@@ -165,13 +169,13 @@ class MetaLearner(L.LightningModule):
         return self.residualize(batch)
 
     # -- what a learner implements ------------------------------------------------------------
+    @abstractmethod
     def adapt(self, support: Batch) -> Any:
         """Adapt to each task of the batch from its support set; returns a per-task state."""
-        raise NotImplementedError
 
+    @abstractmethod
     def predict(self, state: Any, query: Batch) -> torch.Tensor:
         """Predicted ratings (tasks, query) from the adapted state; query ratings are absent."""
-        raise NotImplementedError
 
     # -- shared machinery ---------------------------------------------------------------------
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -246,14 +250,14 @@ class MetaLearner(L.LightningModule):
                 f"{self.name}: predictions for '{scenario}' are not finite; adapting on the "
                 f"support sets diverged, lower the adaptation learning rates ({self._rates()})"
             )
-        target, mask = batch["query_rating"], batch["query_mask"]
-        metrics = task_metrics(pred, target, mask, levels=self.rating_levels)
-        if self.binary:  # probabilities of a like against 0/1 targets
-            labels, threshold = target, 0.5
-        else:  # a like is a rating >= like_threshold; predicted when it rounds to one
-            labels = (target >= self.task.like_threshold).to(pred.dtype)
-            threshold = self.task.like_threshold - 0.5
-        metrics.update(binary_task_metrics(pred, labels, mask, threshold))
+        metrics = batch_metrics(
+            pred,
+            batch["query_rating"],
+            batch["query_mask"],
+            levels=self.rating_levels,
+            likes=self.binary,
+            like_threshold=self.task.like_threshold,
+        )
         self._outputs.setdefault(scenario, []).append({k: v.cpu() for k, v in metrics.items()})
 
     def _summaries(self) -> dict[str, dict[str, float | int]]:
@@ -261,11 +265,9 @@ class MetaLearner(L.LightningModule):
         evaluated its own shard, and the per-task rows are gathered (in task order) first."""
         summaries, self.test_per_task = {}, {}
         for scenario, chunks in self._outputs.items():
-            keys = list(chunks[0])
-            rows = torch.cat([torch.stack([chunk[key] for key in keys], 1) for chunk in chunks])
-            rows = gather_rows(self, rows.to(torch.float64))
-            self.test_per_task[scenario] = dict(zip(keys, rows.unbind(1), strict=True))
-            summaries[scenario] = summarize(self.test_per_task[scenario])
+            columns = task_columns(chunks, gather=lambda rows: gather_rows(self, rows))
+            self.test_per_task[scenario] = columns
+            summaries[scenario] = summarize(columns)
         self._outputs = {}
         return summaries
 
@@ -273,19 +275,17 @@ class MetaLearner(L.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        for key, value in self._summaries().get("val", {}).items():
-            if key != "n_tasks":
-                self.log(f"val/{key}", value, prog_bar=key == "mae")
+        for name, value in self._summaries().get("val", {}).items():
+            if name != "n_tasks":  # auc_n_tasks is logged: summary.json has always had it
+                self.log(metric_key("val", None, name), value, prog_bar=name == "mae")
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, self.trainer.datamodule.scenarios[dataloader_idx])
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._summaries()
-        for scenario, summary in self.test_results.items():
-            for key, value in summary.items():
-                if not key.endswith("n_tasks"):
-                    self.log(f"test/{scenario}/{key}", value, add_dataloader_idx=False)
+        for key, value in flat_metrics("test", self.test_results).items():
+            self.log(key, value, add_dataloader_idx=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.cfg.outer_lr)

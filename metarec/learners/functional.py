@@ -25,6 +25,32 @@ from torch.func import functional_call, grad, vmap
 Params = dict[str, torch.Tensor]
 
 
+class Weights(NamedTuple):
+    """A network's weights as the inner loop takes them: ``fast`` adapt per task, ``frozen``
+    do not, ``buffers`` are the network's buffers."""
+
+    fast: Params
+    frozen: Params
+    buffers: Params
+
+
+def trainable(name: str, param: nn.Parameter) -> bool:
+    """Whether ``param`` trains (``requires_grad``): what fine-tuning adapts per task."""
+    return param.requires_grad
+
+
+def split_params(
+    net: nn.Module, adapts: Callable[[str, nn.Parameter], bool] = trainable, detach: bool = False
+) -> Weights:
+    """``net``'s parameters split by ``adapts(name, parameter)`` into fast (true) and frozen
+    weights, in ``named_parameters`` order, beside its buffers. ``detach``: no graph back to
+    the parameters (adapting needs inner gradients only, not a meta-gradient)."""
+    fast, frozen = {}, {}
+    for name, param in net.named_parameters():
+        (fast if adapts(name, param) else frozen)[name] = param.detach() if detach else param
+    return Weights(fast, frozen, dict(net.named_buffers()))
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the last dimension where ``mask`` is true (per task if batched)."""
     weight = mask.to(pred.dtype)
@@ -46,6 +72,17 @@ def masked_bce(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class InnerLoop(NamedTuple):
+    """How each task adapts: ``steps`` gradient steps of the support ``loss``
+    (``task_loss(task.target)``) at ``lr``, one learning rate or one tensor per fast weight
+    (Meta-SGD). With ``first_order`` the inner gradients are constants to the meta-gradient."""
+
+    steps: int
+    lr: float | Params
+    first_order: bool = False
+    loss: Loss = masked_mse
+
+
 def task_loss(target: str) -> Loss:
     """The per-task loss of a ``task.target``: MSE for ratings, cross-entropy for likes."""
     return masked_bce if target == "like" else masked_mse
@@ -57,30 +94,21 @@ def call(net: nn.Module, fast: Params, frozen: Params, buffers: Params, *args) -
 
 
 def inner_loop(
-    net: nn.Module,
-    fast: Params,
-    frozen: Params,
-    buffers: Params,
-    support: Mapping[str, torch.Tensor],
-    steps: int,
-    lr: float | Params,
-    first_order: bool = False,
-    loss: Loss = masked_mse,
+    net: nn.Module, weights: Weights, support: Mapping[str, torch.Tensor], inner: InnerLoop
 ) -> Params:
-    """``steps`` gradient steps of ``fast`` on one task's support set; returns the fast weights.
+    """``inner.steps`` gradient steps of ``weights.fast`` on one task's support set; returns
+    the fast weights."""
+    _, frozen, buffers = weights
+    lr = inner.lr
 
-    ``lr`` is one learning rate or one tensor per parameter (Meta-SGD). With ``first_order``
-    the inner gradients are treated as constants by the outer (meta) gradient. ``loss`` is the
-    per-task loss of the support set (``task_loss(task.target)``).
-    """
+    def support_loss(fast: Params) -> torch.Tensor:
+        pred = call(net, fast, frozen, buffers, support["user"], support["item"])
+        return inner.loss(pred, support["rating"], support["mask"])
 
-    def support_loss(weights: Params) -> torch.Tensor:
-        pred = call(net, weights, frozen, buffers, support["user"], support["item"])
-        return loss(pred, support["rating"], support["mask"])
-
-    for _ in range(steps):
+    fast = weights.fast
+    for _ in range(inner.steps):
         grads = grad(support_loss)(fast)
-        if first_order:
+        if inner.first_order:
             grads = {name: g.detach() for name, g in grads.items()}
         if isinstance(lr, Mapping):  # Meta-SGD: a learned rate per weight
             fast = {name: weight - lr[name] * grads[name] for name, weight in fast.items()}
@@ -203,29 +231,23 @@ class Adapted(NamedTuple):
 
 
 def adapt_tasks(
-    net: nn.Module,
-    fast: Params,
-    frozen: Params,
-    buffers: Params,
-    support: Mapping[str, torch.Tensor],
-    steps: int,
-    lr: float | Params,
-    first_order: bool = False,
-    loss: Loss = masked_mse,
+    net: nn.Module, weights: Weights, support: Mapping[str, torch.Tensor], inner: InnerLoop
 ) -> Adapted:
     """:func:`inner_loop` on every task of ``support`` at once (vmapped), each task's
     embedding tables cut to the rows its support set uses."""
-    local = localize(net, fast, buffers, support["user"], support["item"])
+    local = localize(net, weights.fast, weights.buffers, support["user"], support["item"])
     support = {**support, "user": local.user, "item": local.item}
     tables = set(local.tables)
+    lr = inner.lr
     if isinstance(lr, Mapping):  # Meta-SGD: the rates of the local rows
         lr = {k: rate[local.tables[k].rows] if k in tables else rate for k, rate in lr.items()}
         lr_dims = local.dims(lr, tables)
     else:
         lr_dims = None
 
-    def one_task(weights: Params, task_buffers: Params, task: Mapping, rates) -> Params:
-        return inner_loop(net, weights, frozen, task_buffers, task, steps, rates, first_order, loss)
+    def one_task(fast: Params, task_buffers: Params, task: Mapping, rates) -> Params:
+        task_weights = Weights(fast, weights.frozen, task_buffers)
+        return inner_loop(net, task_weights, task, inner._replace(lr=rates))
 
     in_dims = (local.dims(local.fast, tables), local.buffer_dims, 0, lr_dims)
     adapted = vmap(one_task, in_dims=in_dims)(local.fast, local.buffers, support, lr)
@@ -233,16 +255,13 @@ def adapt_tasks(
 
 
 def predict_tasks(
-    net: nn.Module,
-    state: Adapted,
-    initial: Params,
-    frozen: Params,
-    buffers: Params,
-    query: Mapping[str, torch.Tensor],
+    net: nn.Module, state: Adapted, weights: Weights, query: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
     """(T, Q) predictions of each task's query items with its adapted weights: a table row
-    the support set touched is the task's adapted row, any other the ``initial`` one."""
-    local = localize(net, initial, buffers, query["user"], query["item"])
+    the support set touched is the task's adapted row, any other the initial one (in
+    ``weights.fast``, the weights the tasks adapted from)."""
+    _, frozen, buffers = weights
+    local = localize(net, weights.fast, buffers, query["user"], query["item"])
     weights = dict(state.fast)
     for key, rows in local.tables.items():
         support_rows = state.tables[key]

@@ -13,7 +13,15 @@ import torch
 from metarec.config.schema import LearnerConfig, setting
 from metarec.data.batch import Batch
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import Adapted, Params, adapt_tasks, predict_tasks
+from metarec.learners.functional import (
+    Adapted,
+    InnerLoop,
+    Params,
+    Weights,
+    adapt_tasks,
+    predict_tasks,
+    split_params,
+)
 from metarec.registry import LEARNERS
 
 
@@ -48,29 +56,27 @@ class MAML(MetaLearner):
             return [name for name in names if name.rsplit(".", 1)[0] == last_layer]
         return names
 
-    def _split_params(self) -> tuple[Params, Params, Params]:
-        params = dict(self.net.named_parameters())
-        if not self.training:  # evaluation needs inner gradients only, not a graph to the init
-            params = {name: p.detach() for name, p in params.items()}
+    def weights(self, detach: bool = False) -> Weights:
+        """The network's weights, those of :meth:`adapted_names` fast; detached at evaluation
+        (which needs inner gradients only, not a graph to the initial weights) or when asked."""
         adapted = set(self.adapted_names())
-        fast = {name: p for name, p in params.items() if name in adapted}
-        frozen = {name: p for name, p in params.items() if name not in adapted}
-        return fast, frozen, dict(self.net.named_buffers())
+        detach = detach or not self.training
+        return split_params(self.net, lambda name, _: name in adapted, detach=detach)
 
     def inner_lr(self) -> float | Params:
         """The inner learning rate (Meta-SGD learns one per parameter)."""
         return self.cfg.inner_lr
 
-    def adapt(self, support: Batch) -> Adapted:
-        fast, frozen, buffers = self._split_params()
+    def inner_loop(self) -> InnerLoop:
+        """The per-task steps: first order at evaluation, which needs no meta-gradient."""
         first_order = self.cfg.first_order or not self.training
-        steps, lr = self.cfg.inner_steps, self.inner_lr()
-        return adapt_tasks(self.net, fast, frozen, buffers, support, steps, lr, first_order,
-                           self.loss)  # fmt: skip
+        return InnerLoop(self.cfg.inner_steps, self.inner_lr(), first_order, self.loss)
+
+    def adapt(self, support: Batch) -> Adapted:
+        return adapt_tasks(self.net, self.weights(), support, self.inner_loop())
 
     def predict(self, state: Adapted, query: Batch) -> torch.Tensor:
-        initial, frozen, buffers = self._split_params()
-        return predict_tasks(self.net, state, initial, frozen, buffers, query)
+        return predict_tasks(self.net, state, self.weights(), query)
 
 
 @dataclass

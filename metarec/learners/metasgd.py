@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import setting
+from metarec.config.schema import TaskConfig, setting
 from metarec.learners.functional import Params
 from metarec.learners.maml import MAML, MAMLSettings
 from metarec.registry import LEARNERS
@@ -24,8 +24,14 @@ class MetaSGD(MAML):
 
     Settings = MetaSGDSettings
 
-    def __init__(self, net: nn.Module, cfg: MetaSGDSettings):
-        super().__init__(net, cfg)
+    def __init__(
+        self,
+        net: nn.Module,
+        cfg: MetaSGDSettings,
+        task: TaskConfig | None = None,
+        levels: torch.Tensor | None = None,
+    ):
+        super().__init__(net, cfg, task, levels)
         shapes = dict(net.named_parameters())
         # ParameterDict keys may not contain dots.
         self.log_lr = nn.ParameterDict(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig, setting
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
@@ -73,8 +73,14 @@ class ProtoNet(MetaLearner):
     ) -> nn.Module:
         return PairEmbedding(tasks.dataset, model)
 
-    def __init__(self, net: PairEmbedding, cfg: ProtoNetSettings):
-        super().__init__(net, cfg)
+    def __init__(
+        self,
+        net: PairEmbedding,
+        cfg: ProtoNetSettings,
+        task: TaskConfig | None = None,
+        levels: torch.Tensor | None = None,
+    ):
+        super().__init__(net, cfg, task, levels)
         # Learned in log space so that the temperature stays positive.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import setting
+from metarec.config.schema import TaskConfig, setting
 from metarec.data.batch import Batch, query_of, whole_task
 from metarec.distributed import mean_over_ranks, share_of_meta_batch
 from metarec.errors import ConfigError
-from metarec.learners.functional import Adapted, Params, adapt_tasks
+from metarec.learners.functional import Adapted, InnerLoop, Params, adapt_tasks
 from metarec.learners.maml import MAML, MAMLSettings
 from metarec.registry import LEARNERS
 
@@ -49,8 +49,14 @@ class Reptile(MAML):
 
     Settings = ReptileSettings
 
-    def __init__(self, net: nn.Module, cfg: ReptileSettings):
-        super().__init__(net, cfg)
+    def __init__(
+        self,
+        net: nn.Module,
+        cfg: ReptileSettings,
+        task: TaskConfig | None = None,
+        levels: torch.Tensor | None = None,
+    ):
+        super().__init__(net, cfg, task, levels)
         self.automatic_optimization = False  # the outer step is an interpolation, not a backward
 
     def on_fit_start(self) -> None:
@@ -63,20 +69,15 @@ class Reptile(MAML):
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        slow = {name: p.detach() for name, p in self.net.named_parameters()}  # no graph to θ
-        adapted = set(self.adapted_names())
-        fast = {name: p for name, p in slow.items() if name in adapted}
-        frozen = {name: p for name, p in slow.items() if name not in adapted}
-        buffers = dict(self.net.named_buffers())
-        steps, lr = self.cfg.inner_steps, self.inner_lr()
-        solutions = adapt_tasks(self.net, fast, frozen, buffers, whole_task(batch), steps, lr,
-                                True, self.loss)  # fmt: skip
+        slow = self.weights(detach=True)  # no graph to θ
+        inner = InnerLoop(self.cfg.inner_steps, self.inner_lr(), first_order=True, loss=self.loss)
+        solutions = adapt_tasks(self.net, slow, whole_task(batch), inner)
         with torch.no_grad():
             pred = self.predict(solutions, query_of(batch))
             loss = self.loss(pred, batch["query_rating"], batch["query_mask"]).mean()
             _, loss = share_of_meta_batch(self, loss, len(batch["user"]))  # all ranks' tasks
         self.check_finite(loss)
-        self.outer_step(self.deltas(slow, solutions), len(batch["user"]))
+        self.outer_step(self.deltas(slow.fast, solutions), len(batch["user"]))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 

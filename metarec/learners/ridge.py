@@ -19,7 +19,7 @@ from metarec.registry import LEARNERS
 
 @dataclass
 class RidgeSettings(LearnerConfig):
-    l2: float = setting(1.0, "ridge penalty of the per-task output layer")
+    ridge_l2: float = setting(1.0, "ridge penalty of the per-task output layer")
 
 
 @LEARNERS.register("ridge")
@@ -44,7 +44,7 @@ class Ridge(MetaLearner):
         prior = torch.cat([out.weight[0], out.bias])
         residual = (support["rating"] - x @ prior) * support["mask"]
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        gram = x.transpose(1, 2) @ x + self.cfg.l2 * eye
+        gram = x.transpose(1, 2) @ x + self.cfg.ridge_l2 * eye
         offset = torch.linalg.solve(gram, (x.transpose(1, 2) @ residual.unsqueeze(-1)))
         return prior + offset.squeeze(-1)  # (tasks, hidden + 1)
 

@@ -6,43 +6,16 @@ import sys
 
 from metarec.config import RunConfig
 from metarec.data.scenarios import ALL_SCENARIOS
-
-METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
-# With ``task.target: like`` the predictions are probabilities: ranking and classification.
-LIKE_METRICS = ("auc", "precision", "recall", "f1", "ndcg@1", "ndcg@3")
-
-# MeLU (Lee et al., KDD 2019), Table 2, MovieLens-1M: MAE / nDCG@1 / nDCG@3 per scenario.
-_MELU_TABLE2 = {
-    "PPR": {"warm": (0.1820, 0.9796, 0.9831), "new_user": (1.0748, 0.8299, 0.8468),
-            "new_item": (1.2441, 0.7289, 0.7632), "new_user_item": (1.2596, 0.7292, 0.7634)},
-    "Wide&Deep": {"warm": (0.9047, 0.9090, 0.9117), "new_user": (1.0694, 0.8559, 0.8639),
-                  "new_item": (1.2655, 0.7420, 0.7721), "new_user_item": (1.3114, 0.7680, 0.7874)},
-    "MeLU-1": {"warm": (0.7661, 0.8866, 0.8904), "new_user": (0.7884, 0.8799, 0.8810),
-               "new_item": (0.9361, 0.7715, 0.7990), "new_user_item": (0.9299, 0.7760, 0.8011)},
-    "MeLU-5": {"warm": (0.7567, 0.8870, 0.8919), "new_user": (0.7854, 0.8803, 0.8812),
-               "new_item": (0.9275, 0.7697, 0.8005), "new_user_item": (0.9235, 0.7752, 0.8008)},
-}  # fmt: skip
-PAPER = {
-    "melu-ml1m": {
-        f"{method} (paper)": {
-            scenario: dict(zip(("mae", "ndcg@1", "ndcg@3"), values, strict=True))
-            for scenario, values in rows.items()
-        }
-        for method, rows in _MELU_TABLE2.items()
-    }
-}
-
-
-def _cell(value) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
+from metarec.metrics.names import LIKE_TABLE, RUN_TABLE
+from metarec.report.cells import cell
+from metarec.report.paper import PAPER
 
 BIAS_ROW = "bias baseline"
 
 
 def metric_names(cfg: RunConfig) -> tuple[str, ...]:
     """The table's metric columns for the run's ``task.target``."""
-    return LIKE_METRICS if cfg.task.target == "like" else METRICS
+    return LIKE_TABLE if cfg.task.target == "like" else RUN_TABLE
 
 
 def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> list[list[str]]:
@@ -57,7 +30,7 @@ def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> l
     for method, results in methods.items():
         for scenario in [name for name in ALL_SCENARIOS if name in metrics]:
             result = results.get(scenario, {})
-            rows.append([method, scenario, *(_cell(result.get(m)) for m in metric_names(cfg)),
+            rows.append([method, scenario, *(cell(result.get(m)) for m in metric_names(cfg)),
                          str(result.get("n_tasks", "–"))])  # fmt: skip
     return rows
 

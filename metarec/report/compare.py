@@ -17,11 +17,12 @@ import numpy as np
 
 from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.errors import DataError
+from metarec.metrics.names import ESTIMATED, NAMES
+from metarec.metrics.names import label as metric_label
 from metarec.metrics.paired import estimate, paired_test
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
+from metarec.report.cells import MISSING, cell
 
-TABLE_METRICS = ("mae", "mae_round", "ndcg@1", "ndcg@3")
-METRICS = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
 REFERENCES = ("shrunk", "mean")  # the reference baseline: the first of these that ran
 ALPHA = 0.01  # a margin counts when its paired test gives p below this
 SCENARIO_LABELS = {
@@ -89,10 +90,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
                      "errors": sorted({r["status"] for r in failed})}  # fmt: skip
             entry["seconds"] = statistics.mean(r["seconds"] for r in ok) if ok else None
             columns = {r["seed"]: per_task[(method, text, r["seed"], scenario)] for r in ok}
-            for metric in METRICS:
+            for metric in NAMES:
                 values = [r[metric] for r in ok if _finite(r.get(metric))]
                 entry[metric] = statistics.mean(values) if values else None
-            for metric in TABLE_METRICS:
+            for metric in ESTIMATED:
                 if entry[metric] is None:
                     continue
                 found = estimate([np.array(columns[s][metric]) for s in sorted(columns)])
@@ -150,19 +151,18 @@ def _loses(entry: dict, against: str) -> bool:
 def _estimate_cell(entry: dict, metric: str) -> str:
     if not entry.get("seeds"):
         return "failed"
-    if entry.get(metric) is None:
-        return "–"
-    if f"{metric}_low" not in entry:
-        return f"{entry[metric]:.4f}"
-    return f"{entry[metric]:.4f} [{entry[f'{metric}_low']:.4f}, {entry[f'{metric}_high']:.4f}]"
+    if entry.get(metric) is None or f"{metric}_low" not in entry:
+        return cell(entry.get(metric))
+    low, high = entry[f"{metric}_low"], entry[f"{metric}_high"]
+    return f"{cell(entry[metric])} [{cell(low)}, {cell(high)}]"
 
 
 def _p(p: float) -> str:
-    return "<.0005" if p < 0.0005 else f"{p:.4f}".lstrip("0")
+    return "<.0005" if p < 0.0005 else cell(p).lstrip("0")
 
 
 def _test_cell(test: dict | None) -> str:
-    return "–" if not test else f"{test['diff']:+.4f} (p {_p(test['p'])})"
+    return MISSING if not test else f"{cell(test['diff'], signed=True)} (p {_p(test['p'])})"
 
 
 def mae_cell(entry: dict) -> str:
@@ -189,7 +189,7 @@ LEGEND = (
 def table_lines(summary: list[dict], paper: dict) -> list[str]:
     """The Markdown rows: per scenario the paper's rows (where it has that protocol) and ours,
     ours sorted by MAE."""
-    header = ["scenario", "method", "item text", "MAE", "MAE rounded", "nDCG@1", "nDCG@3",
+    header = ["scenario", "method", "item text", *map(metric_label, ESTIMATED),
               "Δ MAE vs bias baseline", "Δ MAE vs best other", "seeds"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for scenario in ALL_SCENARIOS:
@@ -199,13 +199,13 @@ def table_lines(summary: list[dict], paper: dict) -> list[str]:
         for method, results in paper.items():
             values = results.get(paper_scenario(scenario), {})
             if values:
-                cells = [f"{values[m]:.4f}" if m in values else "–" for m in TABLE_METRICS]
+                cells = [cell(values.get(m)) for m in ESTIMATED]
                 lines.append(f"| {scenario} | {method} | – | " + " | ".join(cells)
                              + " | – | – | – |")  # fmt: skip
         for entry in sorted(mine, key=lambda e: (e.get("mae") is None, e.get("mae") or 0)):
             failed = f" ({entry['failed']} failed)" if entry["failed"] else ""
             seeds = f"{entry['seeds']}{failed}"
-            cells = [mae_cell(entry), *(_estimate_cell(entry, m) for m in TABLE_METRICS[1:])]
+            cells = [mae_cell(entry), *(_estimate_cell(entry, m) for m in ESTIMATED[1:])]
             best = entry.get("vs_best_other")
             versus = f"{_test_cell(best)} vs {entry['best_other']}" if best else "–"
             lines.append(f"| {scenario} | {entry['method']} | {entry['text']} | "
@@ -226,13 +226,13 @@ def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None)
         best = min(mine, key=lambda e: e["mae"])
         ref = reference_entry(mine)
         text = f"- **{SCENARIO_LABELS[scenario]}**: best `{label(best['method'], best['text'])}` "
-        text += f"MAE {best['mae']:.4f} [{best['mae_low']:.4f}, {best['mae_high']:.4f}]"
+        text += f"MAE {_estimate_cell(best, 'mae')}"
         if ref and best is not ref:
             test = best["vs_reference"]
             verdict = "a significant margin" if wins(best, "vs_reference") else (
                 f"not significant at p < {ALPHA}")  # fmt: skip
-            text += (f", {-test['diff']:.4f} below the bias baseline `{ref['method']}` "
-                     f"({ref['mae']:.4f}; "
+            text += (f", {cell(-test['diff'])} below the bias baseline `{ref['method']}` "
+                     f"({cell(ref['mae'])}; "
                      f"p {_p(test['p'])}, {verdict})")  # fmt: skip
         elif ref:
             text += f" — the bias baseline `{ref['method']}` itself; no learner is below it"
@@ -244,12 +244,12 @@ def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None)
         melu5 = paper.get("MeLU-5 (paper)", {}).get(paper_scenario(scenario), {}).get("mae")
         if melu5 is not None:
             below = [label(e["method"], e["text"]) for e in mine if e["mae_high"] < melu5]
-            text += f" Below MeLU-5's published {melu5:.4f} (whole interval): {len(below)} of "
+            text += f" Below MeLU-5's published {cell(melu5)} (whole interval): {len(below)} of "
             text += f"{len(mine)} variants."
         if scenario == "warm_warmup" and warmup_goal is not None:
             met = best["mae"] <= warmup_goal
-            text += (f" Goal MAE <= {warmup_goal:.2f}: {'met' if met else 'not met'} "
-                     f"(best {best['mae']:.4f}).")  # fmt: skip
+            text += (f" Goal MAE <= {cell(warmup_goal, 2)}: {'met' if met else 'not met'} "
+                     f"(best {cell(best['mae'])}).")  # fmt: skip
         lines.append(text)
     failed = sorted({(e["method"], e["text"], err) for e in summary for err in e["errors"]})
     if failed:

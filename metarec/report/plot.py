@@ -12,8 +12,7 @@ from pathlib import Path
 
 from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.io import atomic_write_bytes
-
-PLOT_METRICS = {"mae": ("MAE", "lower is better"), "ndcg@3": ("nDCG@3", "higher is better")}
+from metarec.metrics.names import HEADLINE, METRICS
 
 
 def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]:
@@ -27,15 +26,16 @@ def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]
 
     scenarios = [s for s in ALL_SCENARIOS if any(e["scenario"] == s for e in summary)]
     rows = len(max(([e for e in summary if e["scenario"] == s] for s in scenarios), key=len))
-    fig, axes = plt.subplots(len(PLOT_METRICS), len(scenarios), sharex="row", squeeze=False,
+    fig, axes = plt.subplots(len(HEADLINE), len(scenarios), sharex="row", squeeze=False,
                              figsize=(3.4 * len(scenarios), 2 * (0.22 * rows + 1.2)))  # fmt: skip
     melu5 = paper.get("MeLU-5 (paper)", {})
-    for row, (metric, (name, better)) in enumerate(PLOT_METRICS.items()):
+    for row, metric in enumerate(HEADLINE):
         for col, scenario in enumerate(scenarios):
             axis = axes[row][col]
             entries = [e for e in summary
                        if e["scenario"] == scenario and e.get(metric) is not None]  # fmt: skip
-            entries.sort(key=lambda e: e[metric], reverse=metric != "mae")  # best on top
+            higher_first = not METRICS[metric].lower_is_better
+            entries.sort(key=lambda e: e[metric], reverse=higher_first)  # best first: on top
             for y, entry in enumerate(reversed(entries)):
                 low, high = entry.get(f"{metric}_low"), entry.get(f"{metric}_high")
                 error = [[entry[metric] - low], [high - entry[metric]]] if low is not None else 0
@@ -53,7 +53,7 @@ def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]
                 axis.axvline(paper_value, color="C3", linestyle=":", linewidth=1,
                              label="MeLU-5 (paper)")  # fmt: skip
             axis.set_title(scenario, fontsize=8)
-            axis.set_xlabel(f"{name} ({better})", fontsize=7)
+            axis.set_xlabel(f"{METRICS[metric].label} ({METRICS[metric].better})", fontsize=7)
             axis.tick_params(axis="x", labelsize=6)
             axis.grid(axis="x", alpha=0.3)
             if row == 0 and col == len(scenarios) - 1 and axis.get_legend_handles_labels()[0]:

@@ -1,0 +1,58 @@
+"""Every metric a run reports per scenario: its name, which way is better, its label in tables.
+
+The one list of metric names: the tables, the CSV columns, the plot and the sweep's check of
+its metric all read it (``tests/test_sweep.py`` checks it against what the metric functions
+of :mod:`metarec.metrics` return).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-task metric: its key in ``metrics.json`` and run rows, its table label, and
+    whether lower values are better."""
+
+    name: str
+    label: str
+    lower_is_better: bool
+
+    @property
+    def better(self) -> str:
+        """``"lower is better"`` or ``"higher is better"``."""
+        return f"{'lower' if self.lower_is_better else 'higher'} is better"
+
+
+# In column order: rating errors, ranking, then classification (which-side-of-3.5 / likes).
+METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("mae", "MAE", lower_is_better=True),
+        Metric("mae_round", "MAE rounded", lower_is_better=True),
+        Metric("rmse", "RMSE", lower_is_better=True),
+        Metric("ndcg@1", "nDCG@1", lower_is_better=False),
+        Metric("ndcg@3", "nDCG@3", lower_is_better=False),
+        Metric("auc", "AUC", lower_is_better=False),
+        Metric("precision", "precision", lower_is_better=False),
+        Metric("recall", "recall", lower_is_better=False),
+        Metric("f1", "F1", lower_is_better=False),
+    )
+}
+NAMES = tuple(METRICS)
+
+# The selections the reports show, each a subset of NAMES.
+# `metarec train`'s table with task.target rating, and with target like (probabilities:
+# ranking and classification only).
+RUN_TABLE = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
+LIKE_TABLE = ("auc", "precision", "recall", "f1", "ndcg@1", "ndcg@3")
+# `metarec reproduce`'s table: each estimated with a bootstrap interval from per-task values.
+ESTIMATED = ("mae", "mae_round", "ndcg@1", "ndcg@3")
+# One error and one ranking metric: the comparison tables' cells and the reproduction's plot.
+HEADLINE = ("mae", "ndcg@3")
+
+
+def label(name: str) -> str:
+    """The metric's label in tables (``nDCG@3``)."""
+    return METRICS[name].label

@@ -1,0 +1,142 @@
+"""Reproduce a paper table: every experiment of a dataset x item text x warm protocol x seeds.
+
+``metarec reproduce melu-ml1m`` runs ``experiments/melu_ml1m/*.yaml`` (one file per table row)
+for every seed, ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one
+training scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``:
+MetaHIN's warm-up, warm only, without item text), then writes into ``--out``:
+
+- ``runs.csv`` / ``runs.json``: one row per (method, text, seed, scenario), failed runs included,
+  each naming its run folder, whose ``per_task.csv.gz`` the statistics read;
+- ``summary.csv`` / ``summary.json``: per scenario and variant, the mean over seeds with a 95%
+  two-level bootstrap interval (tasks within seeds, and seeds), and paired tests of MAE against
+  the shrunk bias baseline and the best other variant (``metarec.report.compare``);
+- ``table.md``: MeLU's Table 2 layout with the paper's rows, significance marks, and the
+  generated findings;
+- ``plot.png`` / ``plot.pdf``; ``timing.json``: the wall time of the whole command.
+
+With ``--data-seeds`` each seed also sets ``data.seed``: which users are held out and which
+ratings are query vary with it, and the intervals include that. Runs go to worker processes
+(``--jobs``, one torch thread each). Finished runs are kept in ``runs.json`` with a hash of
+their resolved config: a re-run skips them unless their config changed.
+
+Modules: ``spec`` (the plan of runs), ``runner`` (a run's rows; the worker processes); the
+report files are :mod:`metarec.report.reproduction`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from metarec.config import load_config
+from metarec.errors import ConfigError
+from metarec.io import atomic_write_json
+from metarec.metrics.names import NAMES
+from metarec.report.files import write_csv
+from metarec.report.paper import GOALS
+from metarec.report.reproduction import README_END, README_START, update_readme, write_report
+from metarec.reproduce.runner import Job, run_job, run_jobs
+from metarec.reproduce.spec import (
+    EXPERIMENTS,
+    TEXTS,
+    WARM_PASSES,
+    Run,
+    config_hash,
+    experiments_folder,
+    plan,
+    run_overrides,
+)
+
+__all__ = [
+    "EXPERIMENTS", "GOALS", "README_END", "README_START", "TEXTS", "WARM_PASSES", "Job", "Run",
+    "config_hash", "experiments_folder", "load_rows", "plan", "reproduce", "run_all", "run_job",
+    "run_jobs", "run_overrides", "update_readme", "write_report", "write_rows",
+]  # fmt: skip
+
+# runs.csv's columns (runs.json holds every key of a row).
+RUN_FIELDS = ["method", "text", "seed", "warm", "scenario", "status", "seconds", "val_mae",
+              *NAMES, "n_tasks", "config", "run_dir"]  # fmt: skip
+
+
+def load_rows(out: Path) -> list[dict]:
+    """The rows of an earlier (maybe interrupted) reproduction in ``out``, if any."""
+    path = out / "runs.json"
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); move it away to start over") from err
+
+
+def write_rows(out: Path, rows: list[dict]) -> None:
+    """``runs.json`` and ``runs.csv``, atomically (after every finished run)."""
+    atomic_write_json(out / "runs.json", rows)
+    write_csv(out / "runs.csv", rows, RUN_FIELDS)
+
+
+def run_all(
+    runs: list[Run], overrides: list[str], out: Path, jobs: int = 1, progress: bool = True
+) -> list[dict]:
+    """Run what ``out/runs.json`` lacks (or holds with another config); every row, in plan
+    order. Rows are saved after each run, so a killed reproduction loses only runs in flight."""
+    digests = {run: config_hash(run, overrides, out) for run in runs}
+    done: dict[tuple, list[dict]] = {}
+    for row in load_rows(out):
+        if row["status"] == "ok":
+            key = (row["method"], row["text"], row["seed"], row.get("warm"), row["config"])
+            done.setdefault(key, []).append(row)
+    results = {run: done.get((run.method, run.text, run.seed, run.warm, digests[run]))
+               for run in runs}  # fmt: skip
+    todo = [run for run in runs if not results[run]]
+    # Longest first (by epochs), so that no long run is left alone at the end of the pool.
+    epochs = {run: load_config(run.config).trainer.max_epochs for run in todo}
+    todo.sort(key=lambda run: -epochs[run])
+    work = [Job(run.config, run_overrides(run, overrides, out),
+                {"method": run.method, "text": run.text, "seed": run.seed, "warm": run.warm,
+                 "config": digests[run]})
+            for run in todo]  # fmt: skip
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress)
+    with bar:
+        for index, rows in run_jobs(work, jobs):
+            finished = todo[index]
+            results[finished] = rows
+            write_rows(out, [row for run in runs for row in results[run] or []])
+            bar.set_description(f"{finished.method} text={finished.text} seed={finished.seed}")
+            bar.update()
+    return [row for run in runs for row in results[run] or []]
+
+
+def reproduce(
+    dataset: str,
+    seeds: int = 3,
+    methods: list[str] | None = None,
+    texts: list[str] | None = None,
+    overrides: list[str] | None = None,
+    out: Path | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    warms: list[str] | None = None,
+    data_seeds: bool = False,
+) -> tuple[list[dict], str, float]:
+    """Run (or resume) the whole table; the rows, the Markdown table and the wall time.
+    ``warms``: the warm-protocol passes (default ``WARM_PASSES``); ``data_seeds``: each seed
+    also sets ``data.seed``."""
+    start = time.perf_counter()
+    folder = experiments_folder(dataset)
+    out = Path(out or Path("results") / folder.name)
+    overrides = list(overrides or [])
+    runs = plan(folder, methods, seeds, texts or TEXTS, warms or WARM_PASSES, data_seeds)
+    rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
+    seconds = time.perf_counter() - start
+    ran = len({(row["method"], row["text"], row["seed"], row.get("warm")) for row in rows})
+    seeding = "data seeds varied" if data_seeds else "one data split"
+    title = (f"{dataset}: {len(runs)} runs ({seeds} seeds, {seeding}), "
+             f"{' '.join(overrides) or 'defaults'}")  # fmt: skip
+    table = write_report(out, rows, load_config(runs[0].config).data.name, title)
+    atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "runs": ran,
+                                            "jobs": jobs, "seeds": seeds})  # fmt: skip
+    return rows, table, seconds
