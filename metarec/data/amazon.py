@@ -1,0 +1,310 @@
+"""Loader for Amazon review sequences in UniSRec's format (``data.name: amazon-unisrec``).
+
+The data folder holds six RecBole atomic files of one domain (``data.amazon.domain``, default
+``Scientific``), each plain (``NAME``) or gzipped (``NAME.gz``; the plain file wins):
+
+* ``<domain>.item2index`` and ``<domain>.user2index``: ``raw id \\t index``, no header; the
+  indices are 0..n-1 and are what the ``.inter`` files hold;
+* ``<domain>.text``: a header, then ``item_id:token \\t text:token_seq`` per item (its ASIN and
+  title + category + brand);
+* ``<domain>.{train,valid,test}.inter``: a header, then ``user_id:token \\t
+  item_id_list:token_seq \\t item_id:token``: a user index, the items before the target
+  (space-separated indices, the most recent 50 at most) and the target. ``test`` holds each
+  user's last item, ``valid`` the one before it, ``train`` every earlier prefix.
+
+A user's full chronological sequence is rebuilt by chaining their lines: each line's history
+plus its target is the next line's history (its last 50 items, past the cap). On the
+Scientific files this gives 8,442 users and 59,427 interactions, UniSRec's published count
+(the test history alone, capped at 50, holds 59,384). The dataset has no ratings and no
+timestamps: it is implicit (``binary``, ``meta["implicit"]``), the sequence order its only
+time. Items carry their id and their text, users their id. Every problem with the input is a
+:class:`DataError` naming the file and the line.
+
+``download_amazon`` fetches the Scientific files (md5 checked) from the CoWPiRec repository;
+``verify_amazon`` checks a folder's files. Nothing is downloaded when loading.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from metarec.data.melu_files import FileStatus, locate, read_text
+from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.data.vocab import unique_ids
+from metarec.errors import DataError
+
+DATASET_NAME = "amazon-unisrec"
+DOMAIN = "Scientific"
+# ysh-1998/CoWPiRec ("We provide a preprocessed dataset of Scientific dataset"), pinned.
+AMAZON_BASE_URL = (
+    "https://raw.githubusercontent.com/ysh-1998/CoWPiRec/"
+    "db47560c2364650d22afc77080717287daec5079/dataset/Scientific/"
+)
+# md5 of the *uncompressed* files, so a gzipped local copy verifies against the same digest.
+AMAZON_MD5: dict[str, str] = {
+    "Scientific.text": "f2c265ddea0baad6d44e218aa72cfd94",
+    "Scientific.item2index": "d286a1a7855f4e148809a6d3f7ab9fc4",
+    "Scientific.user2index": "6c44eb72c2e3cbc1b001e78a6486088e",
+    "Scientific.train.inter": "2ee2c54fc4d68b8dc5589cb6800704d8",
+    "Scientific.valid.inter": "c24e8406e74ef5e213d086bf850e7e85",
+    "Scientific.test.inter": "9c9624c6737855f40d90f2fb21f17f3a",
+}
+SUFFIXES = ("text", "item2index", "user2index", "train.inter", "valid.inter", "test.inter")
+SPLITS = ("train", "valid", "test")
+TEXT_HEADER = ("item_id:token", "text:token_seq")
+INTER_HEADER = ("user_id:token", "item_id_list:token_seq", "item_id:token")
+_SNIPPET_CHARS = 60
+_HASH_CHUNK = 1 << 20
+
+
+def _require(root: Path, domain: str) -> dict[str, Path]:
+    """Path of each of the domain's six files (by suffix); all missing ones reported at once."""
+    found = {suffix: locate(root, f"{domain}.{suffix}") for suffix in SUFFIXES}
+    missing = [f"{domain}.{suffix}" for suffix, path in found.items() if path is None]
+    if missing:
+        raise DataError(
+            f"{DATASET_NAME} file(s) not found in {root}: {', '.join(missing)} (plain or .gz); "
+            f"run `metarec data download {DATASET_NAME} --root DIR`, or point data.root at "
+            "the folder holding them (data.amazon.domain names their prefix)"
+        )
+    return {suffix: path for suffix, path in found.items() if path is not None}
+
+
+def _lines(path: Path) -> list[tuple[int, list[str]]]:
+    """Tab-separated fields of each non-empty line, with 1-based line numbers."""
+    text = read_text(path)
+    numbered = enumerate((line.rstrip("\r") for line in text.split("\n")), start=1)
+    return [(number, line.split("\t")) for number, line in numbered if line.strip()]
+
+
+def _bad(path: Path, number: int, problem: str, fields: list[str]) -> DataError:
+    line = "\t".join(fields)
+    return DataError(f"{path.name} line {number}: {problem}: {line[:_SNIPPET_CHARS]!r}")
+
+
+def _check_header(path: Path, lines: list[tuple[int, list[str]]], header: tuple[str, ...]):
+    """The lines after the header, which must be ``header`` exactly."""
+    if not lines or tuple(field.strip() for field in lines[0][1]) != header:
+        number, fields = lines[0] if lines else (1, [])
+        raise _bad(path, number, f"expected the header {chr(9).join(header)!r}", fields)
+    return lines[1:]
+
+
+def _index_file(path: Path, key: str) -> list[str]:
+    """Raw ids of an ``id \\t index`` file, listed by index (which must be 0..n-1)."""
+    rows = []
+    for number, fields in _lines(path):
+        if len(fields) != 2 or not fields[1].strip().isdigit():
+            raise _bad(path, number, f"expected '{key} <tab> index'", fields)
+        rows.append((number, fields[0].strip(), int(fields[1])))
+    unique_ids(((number, raw) for number, raw, _ in rows), path.name, key)  # empty, repeated
+    line_of: dict[int, int] = {}
+    for number, raw, index in rows:
+        if index in line_of:
+            raise DataError(
+                f"{path.name} line {number}: index {index} of {key} {raw} is on line "
+                f"{line_of[index]} too"
+            )
+        if index >= len(rows):
+            raise DataError(
+                f"{path.name} line {number}: index {index} of {key} {raw}; the {len(rows)} "
+                f"indices must be 0..{len(rows) - 1}"
+            )
+        line_of[index] = number
+    rows.sort(key=lambda row: row[2])
+    return [raw for _, raw, _ in rows]
+
+
+def _texts(path: Path, items: set[str]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for number, fields in _check_header(path, _lines(path), TEXT_HEADER):
+        if len(fields) != 2:
+            raise _bad(
+                path, number, f"expected 2 tab-separated fields, found {len(fields)}", fields
+            )
+        item = fields[0].strip()
+        if item not in items:
+            raise _bad(path, number, f"item {item!r} is not in the item2index file", fields)
+        if item in texts:
+            raise _bad(path, number, f"second text of item {item}", fields)
+        texts[item] = " ".join(fields[1].split())
+    return texts
+
+
+# One interaction line: (history, target, file name, line number).
+Line = tuple[tuple[int, ...], int, str, int]
+
+
+def _index(path: Path, number: int, value: str, size: int, what: str, fields) -> int:
+    if not value.isdigit() or int(value) >= size:
+        raise _bad(path, number, f"{what} {value!r} is not an index 0..{size - 1}", fields)
+    return int(value)
+
+
+def _interactions(path: Path, n_users: int, n_items: int) -> dict[int, list[Line]]:
+    """Each user's lines of one ``.inter`` file."""
+    by_user: dict[int, list[Line]] = {}
+    for number, fields in _check_header(path, _lines(path), INTER_HEADER):
+        if len(fields) != 3:
+            raise _bad(
+                path, number, f"expected 3 tab-separated fields, found {len(fields)}", fields
+            )
+        user = _index(path, number, fields[0].strip(), n_users, "user", fields)
+        history = tuple(
+            _index(path, number, value, n_items, "item", fields) for value in fields[1].split()
+        )
+        target = _index(path, number, fields[2].strip(), n_items, "item", fields)
+        by_user.setdefault(user, []).append((history, target, path.name, number))
+    return by_user
+
+
+def _chain(user: str, lines: list[Line]) -> list[int]:
+    """The user's sequence: the line with the shortest history, then the line whose history is
+    it plus its target (or that without its first item, at the history cap), and so on; every
+    line must be used, the valid line second to last and the test line last."""
+    by_history: dict[tuple[int, ...], Line] = {}
+    for line in lines:
+        if line[0] in by_history:
+            first = by_history[line[0]]
+            raise DataError(
+                f"{line[2]} line {line[3]}: user {user} has this history already "
+                f"({first[2]} line {first[3]})"
+            )
+        by_history[line[0]] = line
+    line = min(lines, key=lambda entry: len(entry[0]))
+    sequence, used = [*line[0], line[1]], [line]
+    window = (*line[0], line[1])
+    while True:
+        following = by_history.get(window)
+        if following is None and window:  # past the cap the oldest item drops out
+            window = window[1:]
+            following = by_history.get(window)
+        if following is None or following in used:
+            break
+        sequence.append(following[1])
+        used.append(following)
+        window = (*window, following[1])
+    if len(used) < len(lines):
+        # the earliest point of the sequence that does not chain
+        stray = min((entry for entry in lines if entry not in used),
+                    key=lambda entry: (len(entry[0]), entry[2], entry[3]))  # fmt: skip
+        raise DataError(
+            f"{stray[2]} line {stray[3]}: user {user}'s history does not continue the sequence "
+            "the other lines give (each line's history + target is the next line's history)"
+        )
+    ends = [entry[2].removesuffix(".gz").rsplit(".", 2)[-2] for entry in used[-2:]]
+    if ends != ["valid", "test"]:
+        last = used[-1]
+        raise DataError(
+            f"{last[2]} line {last[3]}: user {user}'s sequence must end with their valid line "
+            f"then their test line (leave-one-out), but ends with {' then '.join(ends)}"
+        )
+    return sequence
+
+
+def load_amazon(root: str | Path, domain: str = DOMAIN) -> RecDataset:
+    """The UniSRec-format files of ``domain`` in ``root`` as an implicit dataset.
+
+    ``states["warm_state"]`` lists each user with an interaction, their items in
+    chronological order, every "rating" 1.0; the other states are empty (the splits are made
+    by :mod:`metarec.data.implicit`). ``meta["implicit"]`` is True.
+    """
+    root = Path(root).expanduser()
+    paths = _require(root, domain)
+    item_ids = _index_file(paths["item2index"], "item")
+    user_ids = _index_file(paths["user2index"], "user")
+    texts = _texts(paths["text"], set(item_ids))
+    lines: dict[int, list[Line]] = {}
+    for split in SPLITS:
+        for user, user_lines in _interactions(
+            paths[f"{split}.inter"], len(user_ids), len(item_ids)
+        ).items():
+            lines.setdefault(user, []).extend(user_lines)
+    sequences = []
+    for user in sorted(lines):
+        sequence = [item_ids[item] for item in _chain(user_ids[user], lines[user])]
+        sequences.append(UserRatings(user_ids[user], sequence, np.ones(len(sequence), np.float32)))
+    items = FeatureTable(
+        item_ids, {"item_id": np.arange(1, len(item_ids) + 1)[:, None]}, {"item_id": item_ids}
+    )
+    users = FeatureTable(
+        user_ids, {"user_id": np.arange(1, len(user_ids) + 1)[:, None]}, {"user_id": user_ids}
+    )
+    return RecDataset(
+        name=DATASET_NAME,
+        users=users,
+        items=items,
+        item_text={item: texts.get(item, "") for item in item_ids},
+        states={state: sequences if state == "warm_state" else [] for state in STATES},
+        rating_scale=(0.0, 1.0),
+        meta={"implicit": True, "domain": domain},
+        binary=True,
+    )
+
+
+def _md5(path: Path) -> str | None:
+    """md5 of the uncompressed content, or None when the file cannot be read."""
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return digest.hexdigest()
+
+
+def verify_amazon(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
+    """Check each file of :data:`AMAZON_MD5` (plain or ``.gz``) against its md5.
+
+    Returns ``{file name: "ok" | "missing" | "unreadable" | "checksum mismatch"}``; with
+    ``strict=True`` any file not ok raises a :class:`DataError` listing them.
+    """
+    root = Path(root)
+    report: dict[str, FileStatus] = {}
+    for name, expected in AMAZON_MD5.items():
+        path = locate(root, name)
+        actual = _md5(path) if path is not None else None
+        if path is None:
+            report[name] = "missing"
+        elif actual is None:
+            report[name] = "unreadable"
+        else:
+            report[name] = "ok" if actual == expected else "checksum mismatch"
+    problems = [f"{name} ({status})" for name, status in report.items() if status != "ok"]
+    if strict and problems:
+        raise DataError(f"{DATASET_NAME} files in {root} fail verification: {', '.join(problems)}")
+    return report
+
+
+def download_amazon(root: str | Path) -> Path:
+    """Download the Scientific files into ``root`` from :data:`AMAZON_BASE_URL`, checking
+    each md5; files already present (plain or ``.gz``) and right are not fetched again.
+
+    Raises:
+        DataError: a download failed (no network, an HTTP error, a wrong digest), with the URL
+            and how to point metarec at a local copy instead.
+    """
+    import pooch  # only downloading needs it
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, digest in AMAZON_MD5.items():
+        present = locate(root, name)
+        if present is not None and _md5(present) == digest:
+            continue
+        url = AMAZON_BASE_URL + name
+        try:
+            pooch.retrieve(url=url, known_hash=f"md5:{digest}", fname=name, path=root)
+        except Exception as err:  # anything pooch raises means no file (see download_melu)
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            raise DataError(
+                f"download of {url} failed ({reason}); to use a local copy, pass --root DIR "
+                "(or set data.root) to the folder holding the files"
+            ) from err
+    return root

@@ -1,0 +1,400 @@
+"""TALLRec's few-shot MovieLens-100K benchmark (Bao et al., RecSys 2023): ``data.name:
+tallrec-ml100k``.
+
+The protocol, as TALLRec's own code builds it (``preprocess_movie.py`` and ``finetune_rec.py``
+of ``SAI990323/TALLRec``):
+
+* a rating above 3 is a like (``int(rating) > 3``; here ``task.like_threshold``, whose default
+  4 says the same of whole stars: a 3 is a dislike);
+* each user's ratings are sorted by time (ties keep file order) and every rating after the
+  first ``history`` (10) is the target of one **sample**: the ``history`` ratings just before
+  it, with their likes, then the target item and its like;
+* samples are listed user by user, users in the order of their first line in ``u.data``, each
+  user's in time order (``data.tallrec.order: user``; ``time`` sorts them all by the target's
+  timestamp instead); the **last** ``n_last`` (10,000) of that list are the benchmark, cut in
+  list order at 80% and 90% (``int(n * 0.8)``, as TALLRec) into training, validation and test;
+* a run trains on ``train_samples`` (16, 64 or 256) of the training part, the first of a
+  permutation drawn from ``data.seed`` (``np.random.default_rng(seed).permutation``, which is
+  how Hugging Face ``datasets``' ``shuffle(seed)`` draws TALLRec's ``select(range(sample))``;
+  so the 16 are among the 64, and the 64 among the 256); it validates (early stopping, model
+  choice) on the whole validation part, as TALLRec does, and is tested on the whole test part;
+* AUC over all test samples pooled (each task has one query, so a per-task AUC is undefined;
+  :mod:`metarec.metrics.pooled`).
+
+In metarec a sample is a task: its support set is the ``history`` items with their labels, its
+query set the target item. The test scenario is ``warm``; every method sees the same tasks.
+``data.tallrec.extra: true`` adds every sample before the benchmark (the rest of ML-100K,
+about 80,000 samples) to the meta-training tasks: extra data TALLRec's rows do not use, so a
+row trained so must say it. Other ``data.*`` task settings (``min_ratings``, ``query_size``,
+the fractions) do not apply here.
+
+Files: ``u.data``, ``u.item`` and ``u.user`` of GroupLens' ``ml-100k.zip``, plain or gzipped,
+in ``data.root`` or its ``ml-100k`` folder (:func:`download_ml100k` fetches and checks the zip;
+there is no download on load, as for MeLU's files).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metarec.config.schema import DataConfig, TallrecConfig, TaskConfig
+from metarec.data.itemtext import render_item_text
+from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.data.tasks import TaskSet
+from metarec.data.vocab import encode_values, unique_ids
+from metarec.errors import ConfigError, DataError
+
+DATASET_NAME = "tallrec-ml100k"
+ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+# SHA-1 of ml-100k.zip as Dive into Deep Learning publishes it (d2l.ai, chapter
+# "recommender-systems/movielens": d2l.DATA_HUB['ml-100k']).
+ML100K_SHA1 = "cd4dcac4241c8a4ad7badc7ca635da8a69dddb83"
+FILES = ("u.data", "u.item", "u.user")
+# md5 of GroupLens' uncompressed files (the copy in ../shared/data/ml-100k, checked complete
+# and equal to RecBole's); a copy that differs still loads, with a warning: GitHub holds
+# modified copies (extra or missing ratings) that would change every sample.
+ML100K_MD5 = {
+    "u.data": "6e47046882bad158b0efbb84cd5cb987",
+    "u.item": "c9e7f390115d79079537301d5204f3f7",
+    "u.user": "1b53539edc13caad0282c8500608a319",
+}
+# u.item's 19 genre flags, in column order (the ML-100K README and u.genre).
+GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+ITEM_TEXT_TEMPLATE = "{title}. Genre: {genre}."
+# MovieLens-1M's age groups (its README), so ages read alike across the MovieLens loaders.
+AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
+# Where TALLRec cuts the benchmark samples: training before 80%, validation before 90%.
+TRAIN_END, VAL_END = 0.8, 0.9
+# The state holding every user's ratings, in time order (times in ``meta["times"]``).
+STATE = "warm_state"
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def _locate(root: Path, name: str) -> Path:
+    """``name`` (plain or ``.gz``) in ``root`` or, as the zip unpacks, in ``root/ml-100k``."""
+    for folder in (root, root / "ml-100k"):
+        for path in (folder / name, folder / f"{name}.gz"):
+            if path.is_file():
+                return path
+    raise DataError(
+        f"{root / name} (or {name}.gz, or under {root / 'ml-100k'}) not found: point data.root "
+        "at the ml-100k folder, or fetch it with metarec.data.tallrec.download_ml100k"
+    )
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Numbered non-blank lines, read as Latin-1 (u.item's titles are Latin-1); a copy whose
+    md5 differs from GroupLens' is reported once."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path.name}: cannot read ({err})") from err
+    name = path.name.removesuffix(".gz")
+    if hashlib.md5(raw).hexdigest() != ML100K_MD5.get(name):
+        log.warning("%s differs from GroupLens' %s: samples will not match TALLRec's", path, name)
+    numbered = enumerate(raw.decode("latin-1").split("\n"), start=1)
+    return [(number, line.rstrip("\r")) for number, line in numbered if line.strip()]
+
+
+def _fields(path: Path, number: int, line: str, sep: str, width: int) -> list[str]:
+    fields = line.split(sep)
+    if len(fields) != width:
+        raise DataError(
+            f"{path.name} line {number}: expected {width} {sep!r}-separated fields, found "
+            f"{len(fields)}: {line[:60]!r}"
+        )
+    return [field.strip() for field in fields]
+
+
+def _integer(path: Path, number: int, column: str, value: str) -> int:
+    if not value.lstrip("-").isdigit():
+        raise DataError(f"{path.name} line {number}: {column} {value!r} is not an integer")
+    return int(value)
+
+
+def download_ml100k(root: str | Path) -> Path:
+    """Fetch GroupLens' ``ml-100k.zip`` into ``root`` (checked against its published SHA-1)
+    and unpack ``u.data``, ``u.item`` and ``u.user`` into ``root/ml-100k``, where
+    :func:`load_ml100k` finds them; returns the folder holding them."""
+    import pooch
+
+    root = Path(root).expanduser()
+    pooch.retrieve(ML100K_URL, known_hash=f"sha1:{ML100K_SHA1}", fname="ml-100k.zip",
+                   path=root, processor=pooch.Unzip(members=[f"ml-100k/{f}" for f in FILES],
+                                                    extract_dir="."))  # fmt: skip
+    return root / "ml-100k"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_items(path: Path) -> tuple[FeatureTable, dict[str, str], dict[str, dict[str, str]]]:
+    """``movie id|title|release date|video release date|IMDb URL|19 genre flags``: genre
+    (multi-valued) and release year as features; title and genres as text."""
+    rows = [(n, _fields(path, n, line, "|", 5 + len(GENRES))) for n, line in _lines(path)]
+    ids = unique_ids(((n, row[0]) for n, row in rows), path.name, "movie id")
+    genres, years, fields = [], [], {}
+    for number, row in rows:
+        flags = row[5:]
+        if any(flag not in ("0", "1") for flag in flags):
+            raise DataError(f"{path.name} line {number}: genre flags must be 0 or 1: {flags}")
+        names = [genre for genre, flag in zip(GENRES, flags, strict=True) if flag == "1"]
+        year = row[2][-4:] if row[2][-4:].isdigit() else ""
+        genres.append(names)
+        years.append([year] if year else [])
+        fields[row[0]] = {"title": row[1], "year": year, "genre": ", ".join(names),
+                          "release_date": row[2]}  # fmt: skip
+    values, vocab = {}, {}
+    for name, column in (("genre", genres), ("year", years)):
+        values[name], vocab[name] = encode_values(column)
+    text = {item: render_item_text(raw, ITEM_TEXT_TEMPLATE) for item, raw in fields.items()}
+    return FeatureTable(ids=ids, values=values, vocab=vocab), text, fields
+
+
+def _age_group(path: Path, number: int, value: str) -> str:
+    age = _integer(path, number, "age", value)
+    return str(max(group for group in AGE_GROUPS if group <= max(age, 1)))
+
+
+def _load_users(path: Path) -> FeatureTable:
+    """``user id|age|gender|occupation|zip``: gender, age group, occupation and the zip
+    code's first character (its region) as features."""
+    rows = [(n, _fields(path, n, line, "|", 5)) for n, line in _lines(path)]
+    ids = unique_ids(((n, row[0]) for n, row in rows), path.name, "user id")
+    columns = {
+        "gender": [[row[2]] for _, row in rows],
+        "age": [[_age_group(path, n, row[1])] for n, row in rows],
+        "occupation": [[row[3]] for _, row in rows],
+        "zip": [[row[4][:1]] if row[4] else [] for _, row in rows],
+    }
+    values, vocab = {}, {}
+    for name, column in columns.items():
+        values[name], vocab[name] = encode_values(column)
+    return FeatureTable(ids=ids, values=values, vocab=vocab)
+
+
+def _load_ratings(
+    path: Path, users: FeatureTable, items: FeatureTable
+) -> tuple[list[UserRatings], dict[str, np.ndarray]]:
+    """Each user's ratings in time order (ties in file order), users in the order of their
+    first line, and the matching timestamps."""
+    per_user: dict[str, list[tuple[int, str, float]]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    for number, line in _lines(path):
+        user, item, rating, when = _fields(path, number, line, "\t", 4)
+        if user not in users.row_of:
+            raise DataError(f"{path.name} line {number}: unknown user {user} (not in u.user)")
+        if item not in items.row_of:
+            raise DataError(f"{path.name} line {number}: unknown item {item} (not in u.item)")
+        stars = _integer(path, number, "rating", rating)
+        if not 1 <= stars <= 5:
+            raise DataError(f"{path.name} line {number}: rating {stars} is outside 1..5")
+        if (user, item) in first_line:
+            raise DataError(
+                f"{path.name} line {number}: user {user} rates item {item} again (first on "
+                f"line {first_line[user, item]})"
+            )
+        first_line[user, item] = number
+        per_user.setdefault(user, []).append((_integer(path, number, "timestamp", when), item,
+                                              float(stars)))  # fmt: skip
+    if not per_user:
+        raise DataError(f"{path.name}: no ratings")
+    states, times = [], {}
+    for user, ratings in per_user.items():
+        ratings.sort(key=lambda rating: rating[0])  # stable: equal times keep file order
+        states.append(
+            UserRatings(
+                user,
+                [item for _, item, _ in ratings],
+                np.array([r for _, _, r in ratings], dtype=np.float32),
+            )
+        )
+        times[user] = np.array([when for when, _, _ in ratings], dtype=np.int64)
+    return states, times
+
+
+def load_ml100k(root: str | Path) -> RecDataset:
+    """MovieLens-100K under ``root`` as a :class:`RecDataset` named ``tallrec-ml100k``.
+
+    ``states["warm_state"]`` holds every user's ratings (1..5 stars) in time order, users in
+    the order of their first line in ``u.data``; ``meta["times"][user]`` the timestamps. The
+    other states are empty: the tasks are TALLRec's samples (:func:`tallrec_tasks`).
+
+    Raises:
+        DataError: a file is missing or malformed, an id unknown or repeated, a rating outside
+            1..5; the message names the file and the line.
+    """
+    root = Path(root).expanduser()
+    paths = {name: _locate(root, name) for name in FILES}
+    items, item_text, item_fields = _load_items(paths["u.item"])
+    users = _load_users(paths["u.user"])
+    ratings, times = _load_ratings(paths["u.data"], users, items)
+    states = {state: [] for state in STATES}
+    states[STATE] = ratings
+    meta = {
+        "root": str(root),
+        "source": "GroupLens ml-100k; TALLRec's protocol (SAI990323/TALLRec preprocess_movie.py)",
+        "files": {name: path.name for name, path in paths.items()},
+        "item_fields": item_fields,
+        "times": times,
+    }
+    return RecDataset(name=DATASET_NAME, users=users, items=items, item_text=item_text,
+                      states=states, rating_scale=(1.0, 5.0), meta=meta)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples and splits
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """TALLRec's samples: row ``i`` is ``user[i]``'s ``history`` items, then the target.
+
+    ``items`` and ``ratings`` are ``(n, history + 1)``; ``time`` is the target's timestamp.
+    """
+
+    user: list[str]
+    items: np.ndarray  # object (raw item ids)
+    ratings: np.ndarray  # float32
+    time: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, index: np.ndarray) -> Samples:
+        """The samples at ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return Samples([self.user[i] for i in index.tolist()], self.items[index],
+                       self.ratings[index], self.time[index])  # fmt: skip
+
+    def ids(self) -> list[str]:
+        """``user:target item``, unique per sample (a user rates an item once)."""
+        return [f"{user}:{item}" for user, item in zip(self.user, self.items[:, -1], strict=True)]
+
+
+def make_samples(users: list[UserRatings], times: dict[str, np.ndarray], history: int) -> Samples:
+    """Every user's sliding windows (``users`` in order, each in its own time order): the
+    ``history`` ratings before each later rating, then that rating."""
+    if history < 1:
+        raise ConfigError(f"key 'data.tallrec.history': {history} must be at least 1")
+    rows, owners, ratings, when = [], [], [], []
+    for user in users:
+        items = np.asarray(user.items, dtype=object)
+        for end in range(history, len(items)):
+            rows.append(items[end - history : end + 1])
+            ratings.append(user.ratings[end - history : end + 1])
+            owners.append(user.user)
+            when.append(times[user.user][end])
+    if not rows:
+        raise DataError(f"no user has more than data.tallrec.history={history} ratings")
+    return Samples(owners, np.stack(rows), np.stack(ratings).astype(np.float32),
+                   np.asarray(when, dtype=np.int64))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sample indices: before the benchmark (``extra``), then its 8:1:1 parts."""
+
+    extra: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_samples(n_samples: int, n_last: int) -> Split:
+    """The last ``n_last`` samples cut at 80% and 90% (TALLRec's ``int(n * 0.8)``); every
+    earlier sample is ``extra``."""
+    if not 10 <= n_last <= n_samples:
+        raise DataError(
+            f"data.tallrec.n_last={n_last}: the data give {n_samples} samples; keep between 10 "
+            "and that many"
+        )
+    start = n_samples - n_last
+    train_end, val_end = start + int(n_last * TRAIN_END), start + int(n_last * VAL_END)
+    return Split(np.arange(start), np.arange(start, train_end), np.arange(train_end, val_end),
+                 np.arange(val_end, n_samples))  # fmt: skip
+
+
+def few_shot(n_train: int, train_samples: int | None, seed: int) -> np.ndarray:
+    """Which training samples a run uses: the first ``train_samples`` of a permutation drawn
+    from ``seed`` (all of them, permuted, for None), as TALLRec's seeded shuffle and select."""
+    order = np.random.default_rng(seed).permutation(n_train)
+    if train_samples is None:
+        return order
+    if not 1 <= train_samples <= n_train:
+        raise ConfigError(
+            f"key 'data.tallrec.train_samples': {train_samples} is not within 1..{n_train} "
+            "(the training part of the benchmark)"
+        )
+    return order[:train_samples]
+
+
+def benchmark(dataset: RecDataset, cfg: DataConfig) -> tuple[Samples, Split, np.ndarray]:
+    """All samples (in ``data.tallrec.order``), their split, and the indices a run meta-trains
+    on: its few-shot training samples, after every ``extra`` one with ``data.tallrec.extra``."""
+    settings: TallrecConfig = cfg.tallrec
+    samples = make_samples(dataset.states[STATE], dataset.meta["times"], settings.history)
+    if settings.order == "time":
+        samples = samples.take(np.argsort(samples.time, kind="stable"))
+    split = split_samples(len(samples), settings.n_last)
+    train = split.train[few_shot(len(split.train), settings.train_samples, cfg.seed)]
+    if settings.extra:
+        train = np.concatenate([split.extra, train])
+    return samples, split, train
+
+
+def _task_set(samples: Samples, dataset: RecDataset) -> TaskSet:
+    """One task per sample: support = the history, query = the target."""
+    rows = np.vectorize(dataset.items.row_of.__getitem__, otypes=[np.int64])(samples.items)
+    items, ratings = torch.as_tensor(rows), torch.as_tensor(samples.ratings)
+    users = [dataset.users.row_of[user] for user in samples.user]
+    return TaskSet(
+        user_ids=samples.ids(),
+        user=torch.tensor(users, dtype=torch.long),
+        support_item=items[:, :-1].contiguous(),
+        support_rating=ratings[:, :-1].contiguous(),
+        support_mask=torch.ones(items[:, :-1].shape, dtype=torch.bool),
+        query_item=items[:, -1:].contiguous(),
+        query_rating=ratings[:, -1:].contiguous(),
+        query_mask=torch.ones(len(samples), 1, dtype=torch.bool),
+    )
+
+
+def tallrec_tasks(
+    dataset: RecDataset, cfg: DataConfig, task: TaskConfig
+) -> tuple[TaskSet, TaskSet, dict[str, TaskSet]]:
+    """(meta-training, validation, ``{"warm": test}``) task sets of TALLRec's protocol, on
+    ``dataset`` as ``ColdStartTasks`` hands it over (ratings already likes for
+    ``task.target: like``)."""
+    if task.unit != "user":
+        raise ConfigError(
+            f"key 'task.unit': {DATASET_NAME}'s tasks are samples of one user, not "
+            f"'{task.unit}'; use task.unit=user"
+        )
+    if STATE not in dataset.states or "times" not in dataset.meta:
+        raise DataError(f"{dataset.name}: not loaded by metarec.data.tallrec.load_ml100k")
+    samples, split, train = benchmark(dataset, cfg)
+    return (_task_set(samples.take(train), dataset), _task_set(samples.take(split.val), dataset),
+            {"warm": _task_set(samples.take(split.test), dataset)})  # fmt: skip
