@@ -53,10 +53,11 @@ def quiet_lightning() -> Iterator[None]:
 
 class ProgressLines(Callback):
     """Prints ``epoch E/N step S: train/loss L (T s)`` every ``every`` meta-steps and
-    ``epoch E/N: val/mae M (best B) (T s)`` after each validation, flushed, on rank 0."""
+    ``epoch E/N: val/mae M (best B) (T s)`` after each validation (the run's ``monitor``,
+    better when lower with ``mode="min"``), flushed, on rank 0."""
 
-    def __init__(self, every: int):
-        self.every = every
+    def __init__(self, every: int, monitor: str = "val/mae", mode: str = "min"):
+        self.every, self.monitor, self.best_of = every, monitor, min if mode == "min" else max
         self._start = time.perf_counter()
         self._printed_step = -1
         self._best: float | None = None
@@ -80,18 +81,18 @@ class ProgressLines(Callback):
         self._say(trainer, f" step {step}{said}")
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        mae = trainer.callback_metrics.get("val/mae")
-        if trainer.sanity_checking or mae is None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
             return
-        mae = float(mae)
-        self._best = mae if self._best is None else min(self._best, mae)
-        self._say(trainer, f": val/mae {mae:.4f} (best {self._best:.4f})")
+        value = float(value)
+        self._best = value if self._best is None else self.best_of(self._best, value)
+        self._say(trainer, f": {self.monitor} {value:.4f} (best {self._best:.4f})")
 
 
-def progress_lines(cfg: RunConfig) -> list[Callback]:
+def progress_lines(cfg: RunConfig, monitor: str = "val/mae", mode: str = "min") -> list[Callback]:
     """``[ProgressLines]`` when ``trainer.log_lines_every`` > 0 and either stdout is not a
     terminal (a log file) or the progress bar is off; else nothing (the bar shows progress)."""
     every = cfg.trainer.log_lines_every
     if every <= 0 or (cfg.trainer.progress_bar and sys.stdout.isatty()):
         return []
-    return [ProgressLines(every)]
+    return [ProgressLines(every, monitor, mode)]

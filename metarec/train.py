@@ -22,7 +22,7 @@ from metarec.encoders.attach import attach_item_text
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_json, atomic_write_text
 from metarec.learners import MetaLearner
-from metarec.metrics.evaluate import flat_metrics
+from metarec.metrics.evaluate import Scoring, flat_metrics, metric_key
 from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
 from metarec.progress import progress_lines, quiet_lightning
 from metarec.report import markdown_table
@@ -45,17 +45,20 @@ class RunResult:
 
 
 class BestValidation(Callback):
-    """The ``val/*`` metrics of the epoch best on ``val/mae``: the epoch whose weights the
-    checkpoint keeps (strictly lower, as ``ModelCheckpoint(mode="min")`` decides)."""
+    """The ``val/*`` metrics of the epoch best on ``monitor`` (``val/mae``, lower is better
+    with ``mode="min"``): the epoch whose weights the checkpoint keeps (strictly better, as
+    ``ModelCheckpoint`` decides)."""
 
-    def __init__(self):
+    def __init__(self, monitor: str = "val/mae", mode: str = "min"):
         self.best: dict[str, float] = {}
+        self.monitor, self.sign = monitor, 1.0 if mode == "min" else -1.0
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         current = {key: float(value) for key, value in trainer.callback_metrics.items()
                    if key.startswith("val/")}  # fmt: skip
-        if "val/mae" in current and ("val/mae" not in self.best
-                                     or current["val/mae"] < self.best["val/mae"]):  # fmt: skip
+        key, sign = self.monitor, self.sign
+        if key in current and (key not in self.best
+                               or sign * current[key] < sign * self.best[key]):  # fmt: skip
             self.best = current
 
     def state_dict(self) -> dict[str, float]:
@@ -110,7 +113,8 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
             f"{' or '.join(learner_cls.units)}, not '{tasks.unit}'"
         )
     net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
-    learner = learner_cls(net, cfg.learner, cfg.task, tasks.rating_levels())
+    scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items), cfg.task.full_ranking)
+    learner = learner_cls(net, cfg.learner, cfg.task, tasks.rating_levels(), scoring)
     # In every checkpoint, so that `load_from_checkpoint` can rebuild the learner.
     learner.keep_run_config(to_yaml(replace(cfg, resume=None)))
     if cfg.learner.residual:
@@ -184,7 +188,8 @@ def bias_baseline(
     mean = LEARNERS.get("mean")
     settings = mean.Settings(name="mean", kind="bias")
     net = mean.build_network(tasks, ModelConfig(), settings)
-    return mean(net, settings, task, tasks.rating_levels()).evaluate_all(tasks.test)
+    scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items))  # sampled ranking only
+    return mean(net, settings, task, tasks.rating_levels(), scoring).evaluate_all(tasks.test)
 
 
 def _fit_and_evaluate(
@@ -197,20 +202,23 @@ def _fit_and_evaluate(
     writer: bool = True,
     resume_from: Path | None = None,
 ) -> tuple[dict, dict, dict, float]:
-    """Fit (keeping the epoch best on ``val/mae``), evaluate, and, in the ``writer`` process,
-    compute the baseline and write the run's result files."""
+    """Fit (keeping the epoch best on the scoring's validation metric, e.g. ``val/mae``),
+    evaluate, and, in the ``writer`` process, compute the baseline and write the run's result
+    files."""
+    monitor, mode = metric_key("val", None, learner.scoring.monitor), learner.scoring.mode
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor="val/mae", mode="min", save_top_k=1)  # fmt: skip
+                                 monitor=monitor, mode=mode, save_top_k=1)  # fmt: skip
     # last.ckpt after every epoch: what `resume` continues from (see metarec/resume.py). Its
     # own callback: since Lightning 2.6 `save_last=True` rewrites it only with a new best.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
                            save_top_k=1, enable_version_counter=False)  # fmt: skip
-    best_val = BestValidation()
+    best_val = BestValidation(monitor, mode)
     datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
                                      cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
     if learner.trainable:  # a no-learning baseline has nothing to fit
         callbacks = [checkpoint, last, best_val, RandomState()]
-        callbacks += progress_lines(cfg) if writer else []  # plain lines for logs, rank 0
+        # plain lines for logs, rank 0
+        callbacks += progress_lines(cfg, monitor, mode) if writer else []
         trainer = make_trainer(cfg, run_dir, callbacks=callbacks, loggers=loggers)
         trainer.fit(learner, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if checkpoint.best_model_path:

@@ -169,11 +169,18 @@ def test_the_metric_names_are_those_the_metric_functions_return():
     import torch
 
     from metarec.metrics import binary_task_metrics, task_metrics
+    from metarec.metrics.names import RANKING
+    from metarec.metrics.ranking import full_ranking_metrics, ranking_metrics
 
     preds = torch.tensor([[4.0, 2.0]])
     mask = torch.ones_like(preds, dtype=torch.bool)
     returned = {*task_metrics(preds, preds, mask, levels=preds.unique()),  # with mae_round
                 *binary_task_metrics(preds / 5, preds > 3, mask, 0.5)}  # fmt: skip
+    ranking = ranking_metrics(preds, (preds > 3).double(), mask)
+    full = full_ranking_metrics(lambda items: items.double(), torch.tensor([1]),
+                                torch.tensor([[0]]), mask[:, :1], n_items=3)  # fmt: skip
+    assert set(RANKING) == {*ranking, *full}
+    returned |= set(RANKING)
     assert set(NAMES) == returned == set(METRICS)
     for picked in (RUN_TABLE, LIKE_TABLE, ESTIMATED, HEADLINE):
         assert set(picked) <= set(NAMES)

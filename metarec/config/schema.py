@@ -185,6 +185,11 @@ class TaskConfig:
         "query_size held-out ratings, the rest their support set; training never reads them)",
     )
     cold: bool = setting(True, "score the cold scenarios (new users, new items, both new)")
+    full_ranking: bool = setting(
+        False,
+        "next-item data (amazon-unisrec): also rank each test target against every item but "
+        "the user's history (full_hr@10, full_ndcg@10, full_mrr); slow on a CPU",
+    )
 
     WARM_PROTOCOLS = ("heldout", "seen", "warmup")
 

@@ -84,10 +84,13 @@ class ColdStartTasks:
     def __init__(self, dataset: RecDataset, cfg: DataConfig, task: TaskConfig | None = None):
         task = task or TaskConfig()
         self.unit, self.target = task.unit, task.target
+        # How the tasks are scored (metarec.metrics.evaluate.Scoring's kinds): next-item tasks
+        # rank, TALLRec's one-query samples pool their predictions, the rest are MeLU's.
+        self.scoring_kind = "rating"
         if dataset.meta.get("implicit"):  # next-item tasks: metarec/data/implicit.py
             from metarec.data.implicit import implicit_tasks
 
-            self.dataset = dataset
+            self.dataset, self.scoring_kind = dataset, "ranking"
             self.train, self.val, self.test = implicit_tasks(dataset, cfg, task)
             return
         if task.target == "like":
@@ -95,7 +98,7 @@ class ColdStartTasks:
         if cfg.name == "tallrec-ml100k":  # a task per sample: metarec/data/tallrec.py
             from metarec.data.tallrec import tallrec_tasks
 
-            self.dataset = dataset
+            self.dataset, self.scoring_kind = dataset, "pooled"
             self.train, self.val, self.test = tallrec_tasks(dataset, cfg, task)
             return
         if task.unit == "item":

@@ -30,7 +30,15 @@ from metarec.distributed import gather_rows, share_of_meta_batch
 from metarec.encoders.network import MeLUNet
 from metarec.errors import TrainingDiverged  # also importable from here, as before
 from metarec.learners.functional import task_loss
-from metarec.metrics import batch_metrics, flat_metrics, metric_key, summarize, task_columns
+from metarec.metrics.evaluate import (
+    Scoring,
+    batch_metrics,
+    flat_metrics,
+    metric_key,
+    summarize_columns,
+    task_columns,
+)
+from metarec.metrics.ranking import learner_full_ranking
 
 
 class MetaLearner(L.LightningModule, ABC):
@@ -74,12 +82,14 @@ class MetaLearner(L.LightningModule, ABC):
         cfg: LearnerConfig,
         task: TaskConfig | None = None,
         levels: torch.Tensor | None = None,
+        scoring: Scoring | None = None,
     ):
         super().__init__()
         self.net = net
         self.cfg = cfg
         self.task = task if task is not None else TaskConfig()
         self.rating_levels = levels
+        self.scoring = scoring if scoring is not None else Scoring()
         self.binary = self.task.target == "like"
         self.loss = task_loss(self.task.target)  # per-task loss: (pred, target, mask) -> (T,)
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
@@ -257,7 +267,12 @@ class MetaLearner(L.LightningModule, ABC):
             levels=self.rating_levels,
             likes=self.binary,
             like_threshold=self.task.like_threshold,
+            scoring=self.scoring,
         )
+        if self.scoring.full_ranking and scenario != "val":  # every item competes
+            with torch.enable_grad():
+                full = learner_full_ranking(self, batch, self.scoring.n_items)
+            metrics.update(full)
         self._outputs.setdefault(scenario, []).append({k: v.cpu() for k, v in metrics.items()})
 
     def _summaries(self) -> dict[str, dict[str, float | int]]:
@@ -267,7 +282,7 @@ class MetaLearner(L.LightningModule, ABC):
         for scenario, chunks in self._outputs.items():
             columns = task_columns(chunks, gather=lambda rows: gather_rows(self, rows))
             self.test_per_task[scenario] = columns
-            summaries[scenario] = summarize(columns)
+            summaries[scenario] = summarize_columns(columns)
         self._outputs = {}
         return summaries
 
@@ -277,7 +292,8 @@ class MetaLearner(L.LightningModule, ABC):
     def on_validation_epoch_end(self) -> None:
         for name, value in self._summaries().get("val", {}).items():
             if name != "n_tasks":  # auc_n_tasks is logged: summary.json has always had it
-                self.log(metric_key("val", None, name), value, prog_bar=name == "mae")
+                prog_bar = name == self.scoring.monitor
+                self.log(metric_key("val", None, name), value, prog_bar=prog_bar)
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, self.trainer.datamodule.scenarios[dataloader_idx])

@@ -10,6 +10,7 @@ from torch import nn
 from metarec.config.schema import TaskConfig, setting
 from metarec.learners.functional import Params
 from metarec.learners.maml import MAML, MAMLSettings
+from metarec.metrics.evaluate import Scoring
 from metarec.registry import LEARNERS
 
 
@@ -30,8 +31,9 @@ class MetaSGD(MAML):
         cfg: MetaSGDSettings,
         task: TaskConfig | None = None,
         levels: torch.Tensor | None = None,
+        scoring: Scoring | None = None,
     ):
-        super().__init__(net, cfg, task, levels)
+        super().__init__(net, cfg, task, levels, scoring)
         shapes = dict(net.named_parameters())
         # ParameterDict keys may not contain dots.
         self.log_lr = nn.ParameterDict(

@@ -20,6 +20,7 @@ from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 from metarec.encoders.network import relu_layers
 from metarec.learners.base import MetaLearner
+from metarec.metrics.evaluate import Scoring
 from metarec.registry import LEARNERS
 
 Prototypes = tuple[torch.Tensor, torch.Tensor]  # (T, levels, dim) means, (T, levels) present
@@ -79,8 +80,9 @@ class ProtoNet(MetaLearner):
         cfg: ProtoNetSettings,
         task: TaskConfig | None = None,
         levels: torch.Tensor | None = None,
+        scoring: Scoring | None = None,
     ):
-        super().__init__(net, cfg, task, levels)
+        super().__init__(net, cfg, task, levels, scoring)
         # Learned in log space so that the temperature stays positive.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
 

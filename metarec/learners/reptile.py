@@ -19,6 +19,7 @@ from metarec.distributed import mean_over_ranks, share_of_meta_batch
 from metarec.errors import ConfigError
 from metarec.learners.functional import Adapted, InnerLoop, Params, adapt_tasks
 from metarec.learners.maml import MAML, MAMLSettings
+from metarec.metrics.evaluate import Scoring
 from metarec.registry import LEARNERS
 
 
@@ -55,8 +56,9 @@ class Reptile(MAML):
         cfg: ReptileSettings,
         task: TaskConfig | None = None,
         levels: torch.Tensor | None = None,
+        scoring: Scoring | None = None,
     ):
-        super().__init__(net, cfg, task, levels)
+        super().__init__(net, cfg, task, levels, scoring)
         self.automatic_optimization = False  # the outer step is an interpolation, not a backward
 
     def on_fit_start(self) -> None:

@@ -4,12 +4,51 @@ run reports them by (``val/mae``, ``test/new_user/ndcg@3``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from metarec.metrics.binary import binary_task_metrics
-from metarec.metrics.rating import task_metrics
+from metarec.metrics.pooled import pooled_auc
+from metarec.metrics.ranking import ranking_metrics
+from metarec.metrics.rating import summarize, task_metrics
+
+# Per-task columns of pooled scoring: each task's one prediction and its 0/1 label.
+POOLED_COLUMNS = ("score", "label")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a dataset's tasks are scored, beyond the per-task rating and like metrics.
+
+    ``kind``: ``rating`` (MeLU's: per-task metrics averaged over tasks); ``ranking``
+    (next-item tasks, :mod:`metarec.data.implicit`: the query's one positive ranked against
+    its negatives, HR@10, NDCG@10, MRR); ``pooled`` (one query per task, as TALLRec's samples:
+    AUC over every task's prediction at once, :mod:`metarec.metrics.pooled`).
+    ``full_ranking`` (``task.full_ranking``, ranking only) also ranks each test target
+    against all ``n_items`` items. The checkpoint kept is the epoch best on ``monitor``.
+    """
+
+    kind: str = "rating"
+    n_items: int = 0
+    full_ranking: bool = False
+
+    KINDS = ("rating", "ranking", "pooled")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"scoring kind {self.kind!r} is not one of {', '.join(self.KINDS)}")
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric that picks the epoch kept: MAE, NDCG@10 or pooled AUC."""
+        return {"rating": "mae", "ranking": "ndcg@10", "pooled": "auc"}[self.kind]
+
+    @property
+    def mode(self) -> str:
+        """``min`` when lower ``monitor`` is better, else ``max``."""
+        return "min" if self.kind == "rating" else "max"
 
 
 def batch_metrics(
@@ -20,6 +59,7 @@ def batch_metrics(
     levels: Tensor | None,
     likes: bool,
     like_threshold: float,
+    scoring: Scoring | None = None,
 ) -> dict[str, Tensor]:
     """Every per-task metric (``(T,)`` each) of predictions ``pred`` of ``target`` (T, Q)
     where ``mask`` is true: the rating metrics (``mae_round`` with the rating ``levels``),
@@ -27,7 +67,8 @@ def batch_metrics(
 
     With ``likes`` the targets are 0/1 and the predictions like probabilities, a like
     predicted at 0.5 or more; else a like is a rating >= ``like_threshold``, predicted when
-    the predicted rating rounds to one (>= ``like_threshold - 0.5``).
+    the predicted rating rounds to one (>= ``like_threshold - 0.5``). ``scoring`` adds the
+    ranking metrics, or the ``score`` and ``label`` columns of pooled scoring.
     """
     metrics = task_metrics(pred, target, mask, levels=levels)
     if likes:
@@ -36,7 +77,29 @@ def batch_metrics(
         labels = (target >= like_threshold).to(pred.dtype)
         threshold = like_threshold - 0.5
     metrics.update(binary_task_metrics(pred, labels, mask, threshold))
+    kind = scoring.kind if scoring is not None else "rating"
+    if kind == "ranking":
+        metrics.update(ranking_metrics(pred, labels, mask))
+    elif kind == "pooled":
+        if not bool((mask.sum(1) == 1).all()):
+            raise ValueError("pooled scoring needs exactly one query per task")
+        first = mask.to(torch.int64).argmax(1, keepdim=True)
+        metrics["score"] = pred.gather(1, first).squeeze(1)
+        metrics["label"] = labels.gather(1, first).squeeze(1)
     return metrics
+
+
+def summarize_columns(columns: dict[str, Tensor]) -> dict[str, float | int]:
+    """A scenario's summary of its per-task columns (:func:`summarize`); with pooled
+    scoring's ``score`` and ``label`` columns, ``auc`` is the AUC of all tasks' predictions
+    at once (a task of one query has no AUC of its own); the per-task metrics a single query
+    makes meaningless (its AUC, nDCG, precision, recall, F1) are left out."""
+    if not all(name in columns for name in POOLED_COLUMNS):
+        return summarize(columns)
+    dropped = (*POOLED_COLUMNS, "auc", "ndcg@1", "ndcg@3", "precision", "recall", "f1")
+    summary = summarize({name: v for name, v in columns.items() if name not in dropped})
+    summary["auc"] = pooled_auc(columns["score"], columns["label"])
+    return summary
 
 
 def task_columns(

@@ -38,9 +38,20 @@ METRICS: dict[str, Metric] = {
         Metric("precision", "precision", lower_is_better=False),
         Metric("recall", "recall", lower_is_better=False),
         Metric("f1", "F1", lower_is_better=False),
+        # Next-item tasks (Scoring kind ranking): the positive among the query's negatives,
+        # then (task.full_ranking) among every item.
+        Metric("hr@10", "HR@10", lower_is_better=False),
+        Metric("ndcg@10", "nDCG@10", lower_is_better=False),
+        Metric("mrr", "MRR", lower_is_better=False),
+        Metric("full_hr@10", "HR@10 (full)", lower_is_better=False),
+        Metric("full_ndcg@10", "nDCG@10 (full)", lower_is_better=False),
+        Metric("full_mrr", "MRR (full)", lower_is_better=False),
     )
 }
 NAMES = tuple(METRICS)
+
+# The metrics of next-item tasks (metarec.metrics.ranking), sampled then full ranking.
+RANKING = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10", "full_mrr")
 
 # The selections the reports show, each a subset of NAMES.
 # `metarec train`'s table with task.target rating, and with target like (probabilities:

@@ -6,15 +6,21 @@ import sys
 
 from metarec.config import RunConfig
 from metarec.data.scenarios import ALL_SCENARIOS
-from metarec.metrics.names import LIKE_TABLE, RUN_TABLE
+from metarec.metrics.names import LIKE_TABLE, RANKING, RUN_TABLE
 from metarec.report.cells import cell
 from metarec.report.paper import PAPER
 
 BIAS_ROW = "bias baseline"
 
 
-def metric_names(cfg: RunConfig) -> tuple[str, ...]:
-    """The table's metric columns for the run's ``task.target``."""
+def metric_names(cfg: RunConfig, metrics: dict | None = None) -> tuple[str, ...]:
+    """The table's metric columns for the run's ``task.target`` and scoring: next-item tasks
+    show their ranking metrics (and full ranking's, when run), pooled ones their AUC."""
+    reported = {name for summary in (metrics or {}).values() for name in summary}
+    if "hr@10" in reported:
+        return (*(name for name in RANKING if name in reported), "auc")
+    if "auc" in reported and "precision" not in reported:  # pooled: one query per task
+        return ("auc", "mae")
     return LIKE_TABLE if cfg.task.target == "like" else RUN_TABLE
 
 
@@ -27,10 +33,11 @@ def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> l
         methods[BIAS_ROW] = baseline
     if cfg.task.unit == "user" and cfg.task.target == "rating":
         methods.update(PAPER.get(cfg.data.name, {}))
+    names = metric_names(cfg, metrics)
     for method, results in methods.items():
         for scenario in [name for name in ALL_SCENARIOS if name in metrics]:
             result = results.get(scenario, {})
-            rows.append([method, scenario, *(cell(result.get(m)) for m in metric_names(cfg)),
+            rows.append([method, scenario, *(cell(result.get(m)) for m in names),
                          str(result.get("n_tasks", "–"))])  # fmt: skip
     return rows
 
@@ -39,7 +46,7 @@ def markdown_table(
     cfg: RunConfig, metrics: dict, baseline: dict | None = None, seconds: float | None = None
 ) -> str:
     """A Markdown table of the run's metrics per scenario, with the paper's numbers below."""
-    header = ["method", "scenario", *metric_names(cfg), "tasks"]
+    header = ["method", "scenario", *metric_names(cfg, metrics), "tasks"]
     text = "" if cfg.item.text == "none" else f", item text: {cfg.item.text}"
     title = f"{cfg.learner.name} on {cfg.data.name} (seed {cfg.seed}{text})"
     tasks = f"{cfg.task.unit} tasks, target: {cfg.task.target}"
@@ -76,7 +83,7 @@ def print_table(cfg: RunConfig, metrics: dict, baseline: dict | None = None, con
         head, _, tail = scenario.rpartition("_")
         table.add_column(f"{head.replace('_', ' ')}\n{tail}" if head else scenario,
                          justify="right", overflow="fold")  # fmt: skip
-    for index, metric in enumerate([*metric_names(cfg), "tasks"]):
+    for index, metric in enumerate([*metric_names(cfg, metrics), "tasks"]):
         table.add_row(Text(metric, style="bold"), *[""] * len(scenarios))
         for method, cells in by_method.items():
             values = [cells[scenario][index] for scenario in scenarios]
