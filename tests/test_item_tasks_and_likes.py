@@ -15,7 +15,7 @@ from metarec.config import DataConfig, SyntheticConfig, TaskConfig, load_config
 from metarec.data.scenarios import ITEM_SCENARIOS, SCENARIOS, ColdStartTasks
 from metarec.data.synthetic import make_synthetic
 from metarec.encoders.features import FeatureEmbedding
-from metarec.errors import DataError
+from metarec.errors import ConfigError, DataError
 from metarec.learners import LEARNERS
 from metarec.learners.functional import masked_bce, masked_mse
 from metarec.train import build_learner
@@ -201,7 +201,7 @@ def test_textsim_ranks_items_by_similarity_to_the_liked_texts(dataset):
     text += np.random.default_rng(0).normal(0, 0.05, text.shape).astype(np.float32)
     items = replace(dataset.items, text=text, text_only=True)
     tasks = ColdStartTasks(replace(dataset, items=items), DATA)
-    cfg = load_config(None, [*SMALL, "learner.name=textsim"])
+    cfg = load_config(None, [*SMALL, "learner.name=textsim", "item.text=replace"])
     learner = build_learner(cfg, tasks)
     a, b = torch.arange(0, 6), torch.arange(n_items // 2, n_items // 2 + 6)
     support = {"user": torch.tensor([0]), "item": torch.cat([a, b])[None],
@@ -215,8 +215,11 @@ def test_textsim_ranks_items_by_similarity_to_the_liked_texts(dataset):
 
 
 def test_textsim_without_text_names_the_key(dataset):
-    cfg = load_config(None, [*SMALL, "learner.name=textsim"])
-    with pytest.raises(ValueError, match="item.text"):
+    with pytest.raises(ConfigError, match="key 'item.text': learner 'textsim' needs"):
+        load_config(None, [*SMALL, "learner.name=textsim"])  # caught as the config loads
+    # Tasks built without the embeddings the config asks for: caught as the network is built.
+    cfg = load_config(None, [*SMALL, "learner.name=textsim", "item.text=replace"])
+    with pytest.raises(ConfigError, match="item.text"):
         build_learner(cfg, ColdStartTasks(dataset, DATA))
 
 

@@ -44,6 +44,7 @@ class TextSim(MetaLearner):
 
     Settings = TextSimSettings
     units = ("user",)
+    needs_item_text = True
 
     @classmethod
     def build_network(

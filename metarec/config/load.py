@@ -147,8 +147,7 @@ def _check_learner_fits(run: RunConfig, source: str) -> None:
             f"{source}: key 'task.unit': learner '{name}' supports task.unit "
             f"{' or '.join(learner_cls.units)}, not '{run.task.unit}'"
         )
-    # A learner class that does not declare ``needs_item_text`` needs no item text.
-    if run.item.text == "none" and getattr(learner_cls, "needs_item_text", False):
+    if run.item.text == "none" and learner_cls.needs_item_text:
         raise ConfigError(
             f"{source}: key 'item.text': learner '{name}' needs the item text embeddings; "
             "set item.text=replace (or join)"

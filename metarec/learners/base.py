@@ -59,6 +59,7 @@ class MetaLearner(L.LightningModule, ABC):
     Settings = LearnerConfig
     units: tuple[str, ...] = ("user", "item")
     reads_item_text = True  # False for ID-only models, which have no item features to join
+    needs_item_text = False  # True for learners of item text alone (config load checks both)
     # Cost of one more adaptation pass, in padded support ratings (see ``length_groups``;
     # measured on MeLU's network, 2 CPU threads); 0 adapts the whole batch at once.
     group_overhead = 600.0

@@ -53,9 +53,11 @@ class Sweep:
 def logged_metrics() -> set[str]:
     """Every metric name a run writes to ``summary.json`` (as Lightning logs it)."""
     from metarec.data.scenarios import ALL_SCENARIOS
+    from metarec.metrics.evaluate import metric_key
 
-    scenarios = ["val", *(f"test/{scenario}" for scenario in ALL_SCENARIOS)]
-    return {f"{prefix}/{name}" for prefix in scenarios for name in NAMES} | {"time/seconds"}
+    splits = [("val", None), *(("test", scenario) for scenario in ALL_SCENARIOS)]
+    names = {metric_key(split, scenario, name) for split, scenario in splits for name in NAMES}
+    return names | {"val/auc_n_tasks", "time/seconds"}
 
 
 def format_value(value) -> str:
