@@ -1,14 +1,17 @@
-"""MeLU's files on disk: where each one is (plain or gzipped), reading it, and checking or
-downloading it against its sha256. :mod:`metarec.data.melu` parses what these return."""
+"""MeLU's files: their names, sha256 digests and URL, checked or downloaded by
+:mod:`metarec.data.files`; :mod:`metarec.data.melu` parses them."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import zlib
 from pathlib import Path
-from typing import IO, Literal
 
+from metarec.data.files import (  # noqa: F401  (the names' old home)
+    FileStatus,
+    download_files,
+    locate,
+    read_text,
+    verify_files,
+)
 from metarec.errors import DataError
 
 MELU_BASE_URL = "https://raw.githubusercontent.com/hoyeoplee/MeLU/master/movielens/ml-1m/"
@@ -29,27 +32,9 @@ users.dat 1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3
 # A table rather than a dict literal: the longest name plus digest does not fit on one line.
 MELU_SHA256: dict[str, str] = dict(line.split() for line in _SHA256_TABLE.strip().splitlines())
 
-# verify_melu's verdict on one file.
-FileStatus = Literal["ok", "missing", "unreadable", "checksum mismatch"]
-
 _DOWNLOAD_HINT = (
     "run `metarec data download melu-ml1m`, or point `data.root` at a folder holding MeLU's files"
 )
-
-_HASH_CHUNK = 1 << 20
-
-
-def _candidates(root: Path, name: str) -> tuple[Path, Path]:
-    """Plain first: a user who unpacked a file by hand means that copy to be used."""
-    return root / name, root / f"{name}.gz"
-
-
-def locate(root: Path, name: str) -> Path | None:
-    """The file to read for ``name`` (plain or ``.gz``), or None if neither exists."""
-    for path in _candidates(root, name):
-        if path.is_file():
-            return path
-    return None
 
 
 def require_all(root: Path) -> dict[str, Path]:
@@ -57,97 +42,19 @@ def require_all(root: Path) -> dict[str, Path]:
     found = {name: locate(root, name) for name in MELU_SHA256}
     missing = [name for name, path in found.items() if path is None]
     if missing:
-        tried = "; ".join(" or ".join(str(p) for p in _candidates(root, n)) for n in missing)
+        tried = "; ".join(f"{root / n} or {root / n}.gz" for n in missing)
         raise DataError(
             f"MeLU file(s) not found: {', '.join(missing)} (tried {tried}); {_DOWNLOAD_HINT}"
         )
     return {name: path for name, path in found.items() if path is not None}
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    """Binary stream of the uncompressed content."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-
-
-def read_text(path: Path) -> str:
-    """Whole file as UTF-8 text; corrupt gzip or bad encoding becomes a DataError."""
-    try:
-        with _open_binary(path) as fh:
-            raw = fh.read()
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path.name}: not valid UTF-8 at byte {err.start}") from err
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path.name}: cannot read ({err})") from err
-
-
-def _sha256(path: Path) -> str | None:
-    """sha256 of the uncompressed content, or None when the file cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with _open_binary(path) as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                digest.update(chunk)
-    except (OSError, EOFError, zlib.error):
-        return None
-    return digest.hexdigest()
-
-
 def verify_melu(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
-    """Check each file of :data:`MELU_SHA256` against its digest (of the uncompressed bytes).
-
-    Returns ``{file name: status}`` in :data:`MELU_SHA256` order, the status being ``"ok"``,
-    ``"missing"`` (neither ``NAME`` nor ``NAME.gz`` in ``root``), ``"unreadable"`` (e.g. a
-    corrupt gzip) or ``"checksum mismatch"``. With ``strict=True`` any file not ``"ok"``
-    raises a :class:`DataError` listing them.
-    """
-    root = Path(root)
-    report: dict[str, FileStatus] = {}
-    problems = []
-    for name, expected in MELU_SHA256.items():
-        path = locate(root, name)
-        actual = _sha256(path) if path is not None else None
-        if path is None:
-            report[name] = "missing"
-            problems.append(f"{name} (missing)")
-        elif actual != expected:
-            report[name] = "checksum mismatch" if actual else "unreadable"
-            problems.append(f"{path.name} (sha256 {actual or 'unreadable'})")
-        else:
-            report[name] = "ok"
-    if strict and problems:
-        raise DataError(f"MeLU files in {root} fail verification: {', '.join(problems)}")
-    return report
+    """Check each file of :data:`MELU_SHA256` (:func:`metarec.data.files.verify_files`)."""
+    return verify_files(root, MELU_SHA256, "sha256", "MeLU", strict)
 
 
 def download_melu(root: str | Path) -> Path:
-    """Download MeLU's files into ``root`` from :data:`MELU_BASE_URL`, checking each sha256.
-
-    Files already present (plain or ``.gz``) with the right digest are not fetched again.
-    Returns ``root``.
-
-    Raises:
-        DataError: a download failed (no network, an HTTP error, a wrong digest); one line
-            with the URL and how to point metarec at a local copy instead.
-    """
-    # Imported here so that loading local data never needs pooch.
-    import pooch
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for name, digest in MELU_SHA256.items():
-        present = locate(root, name)
-        if present is not None and _sha256(present) == digest:
-            continue
-        url = MELU_BASE_URL + name
-        try:
-            pooch.retrieve(url=url, known_hash=f"sha256:{digest}", fname=name, path=root)
-        # requests' and urllib's errors are OSErrors, a wrong digest a ValueError; anything
-        # pooch raises means no file. KeyboardInterrupt is no Exception, so Ctrl-C still stops.
-        except Exception as err:
-            reason = " ".join(f"{type(err).__name__}: {err}".split())
-            raise DataError(
-                f"download of {url} failed ({reason}); to use a local copy of MeLU's files, "
-                f"pass --root DIR (or set data.root) to the folder holding them"
-            ) from err
-    return root
+    """Download MeLU's files into ``root`` from :data:`MELU_BASE_URL`, checking each sha256
+    (:func:`metarec.data.files.download_files`); returns ``root``."""
+    return download_files(root, MELU_BASE_URL, MELU_SHA256, "sha256", "MeLU")
