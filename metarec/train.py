@@ -157,23 +157,38 @@ def make_trainer(
     )
 
 
+def make_datamodule(cfg: RunConfig, tasks: ColdStartTasks) -> ColdStartDataModule:
+    """The run's meta-batches (training) and evaluation batches of ``tasks``."""
+    return ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
+                               cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
+
+
 @quiet_lightning()
-def evaluate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dict:
-    """Every test scenario's metrics for ``learner`` as it is now."""
-    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
-                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
-    trainer = make_trainer(cfg, run_dir=None)
-    trainer.test(learner, datamodule=datamodule, verbose=False)
+def evaluate(
+    learner: MetaLearner,
+    tasks: ColdStartTasks,
+    cfg: RunConfig,
+    datamodule: ColdStartDataModule | None = None,
+    trainer: L.Trainer | None = None,
+) -> dict:
+    """Every test scenario's metrics for ``learner`` as it is now (on the run's
+    ``datamodule`` and evaluation ``trainer`` when given, else new ones)."""
+    trainer = trainer or make_trainer(cfg, run_dir=None)
+    trainer.test(learner, datamodule=datamodule or make_datamodule(cfg, tasks), verbose=False)
     return learner.test_results
 
 
 @quiet_lightning()
-def validate(learner: MetaLearner, tasks: ColdStartTasks, cfg: RunConfig) -> dict[str, float]:
+def validate(
+    learner: MetaLearner,
+    tasks: ColdStartTasks,
+    cfg: RunConfig,
+    datamodule: ColdStartDataModule | None = None,
+    trainer: L.Trainer | None = None,
+) -> dict[str, float]:
     """The ``val/*`` metrics of ``learner`` as it is now (for learners with nothing to fit)."""
-    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
-                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
-    trainer = make_trainer(cfg, run_dir=None)
-    trainer.validate(learner, datamodule=datamodule, verbose=False)
+    trainer = trainer or make_trainer(cfg, run_dir=None)
+    trainer.validate(learner, datamodule=datamodule or make_datamodule(cfg, tasks), verbose=False)
     return {key: float(value) for key, value in trainer.callback_metrics.items()
             if key.startswith("val/")}  # fmt: skip
 
@@ -213,8 +228,7 @@ def _fit_and_evaluate(
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
                            save_top_k=1, enable_version_counter=False)  # fmt: skip
     best_val = BestValidation(monitor, mode)
-    datamodule = ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
-                                     cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
+    datamodule = make_datamodule(cfg, tasks)  # one for fitting, validating and testing
     if learner.trainable:  # a no-learning baseline has nothing to fit
         callbacks = [checkpoint, last, best_val, RandomState()]
         # plain lines for logs, rank 0
@@ -224,8 +238,9 @@ def _fit_and_evaluate(
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         learner.load_state_dict(state["state_dict"])
-    val = best_val.best if learner.trainable else validate(learner, tasks, cfg)
-    metrics = evaluate(learner, tasks, cfg)
+    tester = make_trainer(cfg, run_dir=None)  # no callbacks or loggers: evaluation only
+    val = best_val.best if learner.trainable else validate(learner, tasks, cfg, datamodule, tester)
+    metrics = evaluate(learner, tasks, cfg, datamodule, tester)
     per_task = learner.test_per_task
     seconds = time.perf_counter() - start
     summary = summary_metrics(val, metrics, seconds)
