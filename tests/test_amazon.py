@@ -129,7 +129,8 @@ def test_loader_rebuilds_each_users_full_sequence(tmp_path, sequences, gz):
     assert dataset.items.ids == [item_id(i) for i in range(N_ITEMS)]
     assert dataset.item_text[item_id(3)] == item_text(3)
     assert dataset.binary and dataset.meta["implicit"]
-    assert set(dataset.items.values) == {"item_id"} and set(dataset.users.values) == {"user_id"}
+    assert set(dataset.items.values) == {"item_id"} and set(dataset.users.values) == {"user"}
+    assert (dataset.users.values["user"] == 1).all()  # one constant feature: no user id
     assert all(not users for state, users in dataset.states.items() if state != "warm_state")
 
 

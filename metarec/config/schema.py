@@ -99,6 +99,11 @@ class AmazonConfig:
     max_history: int = setting(
         50, "most recent items of a user's history kept in a support set (UniSRec's cap)"
     )
+    max_eval_tasks: int = setting(
+        0,
+        "at most this many validation tasks and tasks per test scenario, a seeded sample of "
+        "them (the same for every learner); 0 keeps all. For CPU budgets of text-encoder runs",
+    )
 
 
 @dataclass

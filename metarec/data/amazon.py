@@ -17,8 +17,10 @@ plus its target is the next line's history (its last 50 items, past the cap). On
 Scientific files this gives 8,442 users and 59,427 interactions, UniSRec's published count
 (the test history alone, capped at 50, holds 59,384). The dataset has no ratings and no
 timestamps: it is implicit (``binary``, ``meta["implicit"]``), the sequence order its only
-time. Items carry their id and their text, users their id. Every problem with the input is a
-:class:`DataError` naming the file and the line.
+time. Items carry their id and their text; users one constant feature
+(:data:`USER_FEATURE`), so that no user is told apart by an id embedding a held-out user
+never trains: a network tells users apart only through their support sets. Every problem
+with the input is a :class:`DataError` naming the file and the line.
 
 ``download_amazon`` fetches the Scientific files (md5 checked) from the CoWPiRec repository;
 ``verify_amazon`` checks a folder's files. Nothing is downloaded when loading.
@@ -26,14 +28,11 @@ time. Items carry their id and their text, users their id. Every problem with th
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from metarec.data.melu_files import FileStatus, locate, read_text
+from metarec.data.files import FileStatus, download_files, locate, read_text, verify_files
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 from metarec.data.vocab import unique_ids
 from metarec.errors import DataError
@@ -59,6 +58,8 @@ SPLITS = ("train", "valid", "test")
 TEXT_HEADER = ("item_id:token", "text:token_seq")
 INTER_HEADER = ("user_id:token", "item_id_list:token_seq", "item_id:token")
 _SNIPPET_CHARS = 60
+# Users' one categorical feature, the same value for all (see load_amazon).
+USER_FEATURE = "user"
 _HASH_CHUNK = 1 << 20
 
 
@@ -232,8 +233,12 @@ def load_amazon(root: str | Path, domain: str = DOMAIN) -> RecDataset:
     items = FeatureTable(
         item_ids, {"item_id": np.arange(1, len(item_ids) + 1)[:, None]}, {"item_id": item_ids}
     )
+    # Every user has the same one feature value: a held-out user's own id embedding would never
+    # train (noise at test), so a network personalises through the support set alone.
     users = FeatureTable(
-        user_ids, {"user_id": np.arange(1, len(user_ids) + 1)[:, None]}, {"user_id": user_ids}
+        user_ids,
+        {USER_FEATURE: np.ones((len(user_ids), 1), dtype=np.int64)},
+        {USER_FEATURE: ["user"]},
     )
     return RecDataset(
         name=DATASET_NAME,
@@ -247,64 +252,13 @@ def load_amazon(root: str | Path, domain: str = DOMAIN) -> RecDataset:
     )
 
 
-def _md5(path: Path) -> str | None:
-    """md5 of the uncompressed content, or None when the file cannot be read."""
-    digest = hashlib.md5(usedforsecurity=False)
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-    except (OSError, EOFError, zlib.error):
-        return None
-    return digest.hexdigest()
-
-
 def verify_amazon(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
-    """Check each file of :data:`AMAZON_MD5` (plain or ``.gz``) against its md5.
-
-    Returns ``{file name: "ok" | "missing" | "unreadable" | "checksum mismatch"}``; with
-    ``strict=True`` any file not ok raises a :class:`DataError` listing them.
-    """
-    root = Path(root)
-    report: dict[str, FileStatus] = {}
-    for name, expected in AMAZON_MD5.items():
-        path = locate(root, name)
-        actual = _md5(path) if path is not None else None
-        if path is None:
-            report[name] = "missing"
-        elif actual is None:
-            report[name] = "unreadable"
-        else:
-            report[name] = "ok" if actual == expected else "checksum mismatch"
-    problems = [f"{name} ({status})" for name, status in report.items() if status != "ok"]
-    if strict and problems:
-        raise DataError(f"{DATASET_NAME} files in {root} fail verification: {', '.join(problems)}")
-    return report
+    """Check each file of :data:`AMAZON_MD5` (plain or ``.gz``) against its md5
+    (:func:`metarec.data.files.verify_files`)."""
+    return verify_files(root, AMAZON_MD5, "md5", DATASET_NAME, strict)
 
 
 def download_amazon(root: str | Path) -> Path:
     """Download the Scientific files into ``root`` from :data:`AMAZON_BASE_URL`, checking
-    each md5; files already present (plain or ``.gz``) and right are not fetched again.
-
-    Raises:
-        DataError: a download failed (no network, an HTTP error, a wrong digest), with the URL
-            and how to point metarec at a local copy instead.
-    """
-    import pooch  # only downloading needs it
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for name, digest in AMAZON_MD5.items():
-        present = locate(root, name)
-        if present is not None and _md5(present) == digest:
-            continue
-        url = AMAZON_BASE_URL + name
-        try:
-            pooch.retrieve(url=url, known_hash=f"md5:{digest}", fname=name, path=root)
-        except Exception as err:  # anything pooch raises means no file (see download_melu)
-            reason = " ".join(f"{type(err).__name__}: {err}".split())
-            raise DataError(
-                f"download of {url} failed ({reason}); to use a local copy, pass --root DIR "
-                "(or set data.root) to the folder holding the files"
-            ) from err
-    return root
+    each md5 (:func:`metarec.data.files.download_files`); returns ``root``."""
+    return download_files(root, AMAZON_BASE_URL, AMAZON_MD5, "md5", DATASET_NAME)

@@ -35,6 +35,8 @@ task's "ratings" with ``task.target: like`` semantics (probabilities, cross-entr
   query negatives are other new items, so that all 100 candidates are equally cold.
 
 A user needs one warm item before the target: shorter warm sequences give no task.
+``data.amazon.max_eval_tasks`` (when not 0) keeps a seeded sample of that many tasks of each
+set but ``train``, the same whatever the learner (CPU budgets of text-encoder runs).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from metarec.errors import ConfigError, DataError
 
 # Seed stream of each draw (``[data.seed, stream]``): adding a scenario changes no other.
 STREAMS = {"new_items": 0, "train": 1, "val": 2, "warm": 3, "warm_warmup": 4, "new_item": 5}
+# Third seed word of the draw that samples a task set down to data.amazon.max_eval_tasks.
+SAMPLE_STREAM = 1
 
 # One task before its negatives: (user index, support item rows, target row).
 Spec = tuple[int, np.ndarray, int]
@@ -202,6 +206,12 @@ def implicit_tasks(
         specs["warm_warmup"] = last_warm(train_users)
     if task.cold and is_new.any():
         specs["new_item"] = _new_item_specs(sequences, is_new, history)
+    if settings.max_eval_tasks:  # a seeded sample, drawn apart from the tasks' negatives
+        for name in [name for name in specs if name != "train"]:
+            if len(specs[name]) > settings.max_eval_tasks:
+                rng = np.random.default_rng([cfg.seed, STREAMS[name], SAMPLE_STREAM])
+                kept = np.sort(rng.choice(len(specs[name]), settings.max_eval_tasks, False))
+                specs[name] = [specs[name][index] for index in kept.tolist()]
     user_ids = [user.user for user in users]
     user_rows = [user_row[user.user] for user in users]
     task_sets = {}
