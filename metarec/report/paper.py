@@ -25,3 +25,31 @@ PAPER = {
 }
 # The project's goal for the warm-up protocol's MAE, by dataset (stated, not promised).
 GOALS = {"melu-ml1m": 0.70}
+
+# TALLRec (Bao et al., RecSys 2023), Table 1, movie (MovieLens-100K), as the README of
+# github.com/SAI990323/TALLRec gives it: test AUC x 100 after training on 16 / 64 / 256 samples.
+# The baselines are trained on the same few samples; TALLRec tunes LLaMA-7B with LoRA.
+_TALLREC_TABLE1 = {
+    "GRU4Rec": (49.07, 49.87, 52.89),
+    "Caser": (49.68, 51.06, 54.20),
+    "SASRec": (50.43, 50.48, 52.25),
+    "DROS": (50.76, 51.54, 54.07),
+    "GRU-BERT": (50.85, 51.65, 53.44),
+    "DROS-BERT": (50.21, 51.71, 53.94),
+    "TALLRec": (67.24, 67.48, 71.98),
+}
+# Few-shot tables, by dataset: the grid key of their axis, and "<method> (paper)" -> its value
+# on that axis -> AUC (0-1, as metarec's summaries hold it).
+FEW_SHOT_PAPER = {
+    "tallrec-ml100k": {
+        "axis": "data.tallrec.train_samples",
+        "source": "TALLRec (Bao et al., RecSys 2023), Table 1, movie",
+        "rows": {
+            f"{method} (paper)": {
+                samples: round(auc / 100, 4)
+                for samples, auc in zip((16, 64, 256), values, strict=True)
+            }
+            for method, values in _TALLREC_TABLE1.items()
+        },
+    }
+}

@@ -3,7 +3,9 @@
 ``metarec reproduce melu-ml1m`` runs ``experiments/melu_ml1m/*.yaml`` (one file per table row)
 for every seed, ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one
 training scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``:
-MetaHIN's warm-up, warm only, without item text), then writes into ``--out``:
+MetaHIN's warm-up, warm only, without item text), and at every point of the dataset's grid
+(``spec.GRIDS``: TALLRec's 16 / 64 / 256 training samples, each row naming its point in
+``grid``), then writes into ``--out``:
 
 - ``runs.csv`` / ``runs.json``: one row per (method, text, seed, scenario), failed runs included,
   each naming its run folder, whose ``per_task.csv.gz`` the statistics read;
@@ -40,7 +42,9 @@ from metarec.report.paper import GOALS
 from metarec.report.reproduction import README_END, README_START, update_readme, write_report
 from metarec.reproduce.runner import Job, run_job, run_jobs
 from metarec.reproduce.spec import (
+    DATASET_WARM_PASSES,
     EXPERIMENTS,
+    GRIDS,
     TEXTS,
     WARM_PASSES,
     Run,
@@ -51,9 +55,10 @@ from metarec.reproduce.spec import (
 )
 
 __all__ = [
-    "EXPERIMENTS", "GOALS", "README_END", "README_START", "TEXTS", "WARM_PASSES", "Job", "Run",
-    "config_hash", "experiments_folder", "load_rows", "plan", "reproduce", "run_all", "run_job",
-    "run_jobs", "run_overrides", "update_readme", "write_report", "write_rows",
+    "DATASET_WARM_PASSES", "EXPERIMENTS", "GOALS", "GRIDS", "README_END", "README_START",
+    "TEXTS", "WARM_PASSES", "Job", "Run", "config_hash", "experiments_folder", "load_rows",
+    "plan", "reproduce", "run_all", "run_job", "run_jobs", "run_overrides", "update_readme",
+    "write_report", "write_rows",
 ]  # fmt: skip
 
 # runs.csv's columns (runs.json holds every key of a row).
@@ -73,9 +78,19 @@ def load_rows(out: Path) -> list[dict]:
 
 
 def write_rows(out: Path, rows: list[dict]) -> None:
-    """``runs.json`` and ``runs.csv``, atomically (after every finished run)."""
+    """``runs.json`` and ``runs.csv``, atomically (after every finished run); a ``grid``
+    column after ``method`` where runs have grid points."""
     atomic_write_json(out / "runs.json", rows)
-    write_csv(out / "runs.csv", rows, RUN_FIELDS)
+    fields = RUN_FIELDS
+    if any(row.get("grid") for row in rows):
+        fields = [*RUN_FIELDS[:1], "grid", *RUN_FIELDS[1:]]
+    write_csv(out / "runs.csv", rows, fields)
+
+
+def _key(run: Run) -> dict:
+    """What a run's rows start with (``grid`` only where the run has a grid point)."""
+    grid = {"grid": run.grid} if run.grid else {}
+    return {"method": run.method, **grid, "text": run.text, "seed": run.seed, "warm": run.warm}
 
 
 def run_all(
@@ -87,17 +102,17 @@ def run_all(
     done: dict[tuple, list[dict]] = {}
     for row in load_rows(out):
         if row["status"] == "ok":
-            key = (row["method"], row["text"], row["seed"], row.get("warm"), row["config"])
+            key = (row["method"], row.get("grid", ""), row["text"], row["seed"],
+                   row.get("warm"), row["config"])  # fmt: skip
             done.setdefault(key, []).append(row)
-    results = {run: done.get((run.method, run.text, run.seed, run.warm, digests[run]))
+    results = {run: done.get((run.method, run.grid, run.text, run.seed, run.warm, digests[run]))
                for run in runs}  # fmt: skip
     todo = [run for run in runs if not results[run]]
     # Longest first (by epochs), so that no long run is left alone at the end of the pool.
     epochs = {run: load_config(run.config).trainer.max_epochs for run in todo}
     todo.sort(key=lambda run: -epochs[run])
     work = [Job(run.config, run_overrides(run, overrides, out),
-                {"method": run.method, "text": run.text, "seed": run.seed, "warm": run.warm,
-                 "config": digests[run]})
+                {**_key(run), "config": digests[run]})
             for run in todo]  # fmt: skip
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress)
     with bar:
@@ -105,7 +120,8 @@ def run_all(
             finished = todo[index]
             results[finished] = rows
             write_rows(out, [row for run in runs for row in results[run] or []])
-            bar.set_description(f"{finished.method} text={finished.text} seed={finished.seed}")
+            bar.set_description(f"{finished.method} {finished.grid} text={finished.text} "
+                                f"seed={finished.seed}".replace("  ", " "))  # fmt: skip
             bar.update()
     return [row for run in runs for row in results[run] or []]
 
@@ -123,16 +139,19 @@ def reproduce(
     data_seeds: bool = False,
 ) -> tuple[list[dict], str, float]:
     """Run (or resume) the whole table; the rows, the Markdown table and the wall time.
-    ``warms``: the warm-protocol passes (default ``WARM_PASSES``); ``data_seeds``: each seed
-    also sets ``data.seed``."""
+    ``warms``: the warm-protocol passes (default: the dataset's ``DATASET_WARM_PASSES``, else
+    ``WARM_PASSES``); ``data_seeds``: each seed also sets ``data.seed``. Every row runs at each
+    point of the dataset's grid (``GRIDS``), if it has one."""
     start = time.perf_counter()
     folder = experiments_folder(dataset)
     out = Path(out or Path("results") / folder.name)
     overrides = list(overrides or [])
-    runs = plan(folder, methods, seeds, texts or TEXTS, warms or WARM_PASSES, data_seeds)
+    warms = warms or DATASET_WARM_PASSES.get(folder.name, WARM_PASSES)
+    runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, GRIDS.get(folder.name))
     rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
     seconds = time.perf_counter() - start
-    ran = len({(row["method"], row["text"], row["seed"], row.get("warm")) for row in rows})
+    ran = len({(row["method"], row.get("grid"), row["text"], row["seed"], row.get("warm"))
+               for row in rows})  # fmt: skip
     seeding = "data seeds varied" if data_seeds else "one data split"
     title = (f"{dataset}: {len(runs)} runs ({seeds} seeds, {seeding}), "
              f"{' '.join(overrides) or 'defaults'}")  # fmt: skip

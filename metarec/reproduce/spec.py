@@ -1,10 +1,12 @@
-"""What a reproduction runs: every experiment of a dataset x item text x warm pass x seed.
+"""What a reproduction runs: every experiment of a dataset x item text x warm pass x grid
+point x seed.
 
 ``experiments/<dataset>/*.yaml`` (one file per table row, ``base.yaml`` aside) for every seed,
 ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one training
 scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``: MetaHIN's
-warm-up, warm only, without item text), each run's ``key=value`` settings, and the hash of its
-resolved config by which a re-run knows a finished run.
+warm-up, warm only, without item text), and, for a dataset with a ``GRIDS`` entry, every point
+of its grid (TALLRec's 16 / 64 / 256 training samples); each run's ``key=value`` settings, and
+the hash of its resolved config by which a re-run knows a finished run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ EXPERIMENTS = experiments_root()
 TEXTS = ("none", "join")  # item.text variants of every learner that reads item features
 # Warm-protocol passes (task.warm): heldout and seen share one training; warmup trains on less.
 WARM_PASSES = ("heldout,seen", "warmup")
+# Per dataset (experiments folder name), settings every row runs at each value of: a table
+# axis such as TALLRec's training-set sizes (Bao et al., RecSys 2023, Table 1).
+GRIDS: dict[str, dict[str, tuple]] = {
+    "tallrec_ml100k": {"data.tallrec.train_samples": (16, 64, 256)},
+}
+# Per dataset, its warm passes when the command names none: TALLRec's benchmark has one test
+# set (scored as ``warm``), so one pass.
+DATASET_WARM_PASSES: dict[str, tuple[str, ...]] = {"tallrec_ml100k": ("heldout",)}
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,18 @@ class Run:
     config: Path
     warm: str = "heldout"  # task.warm, comma-separated
     data_seed: bool = False  # data.seed follows the seed
+    grid: str = ""  # the grid point's key=value settings, space-separated ("" without a grid)
+
+
+def grid_points(grid: dict[str, tuple] | None) -> list[str]:
+    """Every point of a grid as its space-separated ``key=value`` settings (the product of the
+    keys' values, the first key slowest); ``[""]`` (one point, no settings) without a grid."""
+    points = [""]
+    for key, values in (grid or {}).items():
+        if not values:
+            raise ConfigError(f"grid key '{key}' has no values")
+        points = [f"{point} {key}={value}".strip() for point in points for value in values]
+    return points
 
 
 def experiments_folder(dataset: str, root: Path | None = None) -> Path:
@@ -53,8 +75,10 @@ def plan(
     texts: Iterable[str] = TEXTS,
     warms: Iterable[str] = ("heldout",),
     data_seeds: bool = False,
+    grid: dict[str, tuple] | None = None,
 ) -> list[Run]:
-    """Every (method, text, warm pass, seed) to run. A learner that cannot read item text (an
+    """Every (method, text, warm pass, grid point, seed) to run (``grid``: settings every row
+    runs at each value of, see ``GRIDS``). A learner that cannot read item text (an
     ID-only model) runs once per seed with none; an experiment that sets ``item.text`` itself
     (the text-only ``textsim``) runs with that setting only, and one that sets ``task.warm``
     (``melu_paper``) with its own warm protocols only."""
@@ -84,18 +108,21 @@ def plan(
             # Item text is compared on the first pass; the warm-up pass runs without it
             # (where the experiment does not set its own text).
             texts_here = variants if warm != "warmup" or len(variants) == 1 else ["none"]
-            runs += [Run(method, text, seed, path, warm, data_seeds)
-                     for text in texts_here for seed in range(seeds)]  # fmt: skip
+            runs += [Run(method, text, seed, path, warm, data_seeds, point)
+                     for text in texts_here for point in grid_points(grid)
+                     for seed in range(seeds)]  # fmt: skip
     return runs
 
 
 def run_overrides(run: Run, overrides: list[str], out: Path) -> list[str]:
-    """The ``key=value`` settings of one run: the command's, then its warm protocols, text,
-    seed (and data seed) and folder. The warm-up pass scores the warm scenario only: its cold
-    scenarios would repeat the other pass's on a model trained on fewer ratings."""
+    """The ``key=value`` settings of one run: the command's, then its grid point, warm
+    protocols, text, seed (and data seed) and folder. The warm-up pass scores the warm
+    scenario only: its cold scenarios would repeat the other pass's on a model trained on
+    fewer ratings."""
     warm = [f"task.warm=[{run.warm}]"] + (["task.cold=false"] if run.warm == "warmup" else [])
     data_seed = [f"data.seed={run.seed}"] if run.data_seed else []
-    return [*overrides, *warm, f"item.text={run.text}", f"seed={run.seed}", *data_seed,
+    return [*overrides, *run.grid.split(), *warm, f"item.text={run.text}", f"seed={run.seed}",
+            *data_seed,
             f"output_dir={out / 'runs'}", "trainer.progress_bar=false",
             "trainer.log_lines_every=0"]  # fmt: skip
 
