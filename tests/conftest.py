@@ -25,6 +25,15 @@ SMALL = [
 ]
 
 
+def learner_overrides(name: str) -> list[str]:
+    """``learner.name=NAME``, with ``item.text=replace`` for a learner of item text alone
+    (``needs_item_text``: its config is refused without)."""
+    from metarec.registry import LEARNERS
+
+    needs_text = LEARNERS.get(name).needs_item_text
+    return [f"learner.name={name}", *(["item.text=replace"] if needs_text else [])]
+
+
 # Test tensors are tiny: one thread avoids oversubscribing a busy 2-core machine.
 torch.set_num_threads(1)
 

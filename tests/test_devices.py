@@ -24,7 +24,7 @@ from metarec.config import load_config
 from metarec.learners import LEARNERS, MetaLearner
 from metarec.train import build_learner
 
-from .conftest import SMALL
+from .conftest import SMALL, learner_overrides
 
 ALL = LEARNERS.names()
 TEXT_ONLY = {"textsim"}  # reads the item texts only (as in test_learners.py)
@@ -70,7 +70,7 @@ def learner_and_batch(small_tasks, small_text_tasks):
     def make(name: str, phase: str) -> tuple[MetaLearner, dict[str, torch.Tensor]]:
         torch.manual_seed(0)
         tasks = small_text_tasks if name in TEXT_ONLY else small_tasks
-        learner = build_learner(load_config(None, [*SMALL, f"learner.name={name}"]), tasks)
+        learner = build_learner(load_config(None, [*SMALL, *learner_overrides(name)]), tasks)
         task_set = tasks.train if phase == "train" else tasks.test["new_user"]
         return learner, task_set[torch.arange(12)]
 

@@ -18,7 +18,7 @@ from metarec.data.scenarios import SCENARIOS
 from metarec.learners import LEARNERS
 from metarec.train import build_learner
 
-from .conftest import SMALL
+from .conftest import SMALL, learner_overrides
 
 ALL = LEARNERS.names()
 # Learners that read the item texts only, so need item.text embeddings to run at all.
@@ -26,7 +26,7 @@ TEXT_ONLY = {"textsim"}
 
 
 def _config(name, *overrides):
-    return load_config(None, [*SMALL, f"learner.name={name}", *overrides])
+    return load_config(None, [*SMALL, *learner_overrides(name), *overrides])
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from metarec.config import load_config
 from metarec.data.batch import length_groups, take_tasks
 from metarec.registry import LEARNERS
 from metarec.train import build_learner
-from tests.conftest import SMALL
+from tests.conftest import SMALL, learner_overrides
 
 
 def _cost(lengths: list[int], groups: list[list[int]], overhead: float) -> float:
@@ -63,7 +63,7 @@ def test_take_tasks_cuts_support_padding_only(small_tasks):
 @pytest.mark.parametrize("name", LEARNERS.names())
 def test_grouped_predictions_equal_whole_batch_predictions(small_text_tasks, name):
     torch.manual_seed(0)
-    cfg = load_config(None, [*SMALL, f"learner.name={name}"])
+    cfg = load_config(None, [*SMALL, *learner_overrides(name)])
     learner = build_learner(cfg, small_text_tasks).double().eval()
     batch = small_text_tasks.test["new_user"][torch.arange(16)]
     batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
