@@ -46,7 +46,7 @@ import torch
 
 from metarec.config.schema import AmazonConfig, DataConfig, TaskConfig
 from metarec.data.schema import RecDataset
-from metarec.data.tasks import TaskSet, _pad, split_users
+from metarec.data.tasks import TaskSet, padded_tasks, split_users
 from metarec.errors import ConfigError, DataError
 
 # Seed stream of each draw (``[data.seed, stream]``): adding a scenario changes no other.
@@ -134,18 +134,10 @@ def _task_set(
         fields["support_rating"].append(np.repeat([1.0, 0.0], len(support)))
         fields["query_item"].append(np.asarray(query))
         fields["query_rating"].append((np.asarray(query) == target).astype(np.float64))
-    support_item, support_mask = _pad(fields["support_item"], torch.long)
-    query_item, query_mask = _pad(fields["query_item"], torch.long)
-    return TaskSet(
-        user_ids=[user_ids[user] for user, _, _ in specs],
-        user=torch.tensor([user_rows[user] for user, _, _ in specs], dtype=torch.long),
-        support_item=support_item,
-        support_rating=_pad(fields["support_rating"], torch.float32)[0],
-        support_mask=support_mask,
-        query_item=query_item,
-        query_rating=_pad(fields["query_rating"], torch.float32)[0],
-        query_mask=query_mask,
-    )
+    users = torch.tensor([user_rows[user] for user, _, _ in specs], dtype=torch.long)
+    return padded_tasks([user_ids[user] for user, _, _ in specs], users, fields["support_item"],
+                        fields["support_rating"], fields["query_item"],
+                        fields["query_rating"])  # fmt: skip
 
 
 def new_item_rows(n_items: int, fraction: float, seed: int) -> np.ndarray:

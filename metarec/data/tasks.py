@@ -56,6 +56,30 @@ def _pad(rows: list[np.ndarray], dtype: torch.dtype) -> tuple[torch.Tensor, torc
     return values, mask
 
 
+def padded_tasks(
+    user_ids: list[str],
+    user: torch.Tensor,
+    support_items: list,
+    support_ratings: list,
+    query_items: list,
+    query_ratings: list,
+) -> TaskSet:
+    """A TaskSet of per-task item rows and ratings (one array each per task), padded to the
+    longest support and query sets and masked."""
+    support_item, support_mask = _pad(support_items, torch.long)
+    query_item, query_mask = _pad(query_items, torch.long)
+    return TaskSet(
+        user_ids=user_ids,
+        user=user,
+        support_item=support_item,
+        support_rating=_pad(support_ratings, torch.float32)[0],
+        support_mask=support_mask,
+        query_item=query_item,
+        query_rating=_pad(query_ratings, torch.float32)[0],
+        query_mask=query_mask,
+    )
+
+
 def build_tasks(
     dataset: RecDataset,
     state: str,
@@ -100,18 +124,9 @@ def build_tasks(
         support_ratings.append(user.ratings[support])
         query_items.append(items[query])
         query_ratings.append(user.ratings[query])
-    support_item, support_mask = _pad(support_items, torch.long)
-    query_item, query_mask = _pad(query_items, torch.long)
-    return TaskSet(
-        user_ids=[user.user for user in kept],
-        user=torch.tensor([dataset.users.row_of[user.user] for user in kept], dtype=torch.long),
-        support_item=support_item,
-        support_rating=_pad(support_ratings, torch.float32)[0],
-        support_mask=support_mask,
-        query_item=query_item,
-        query_rating=_pad(query_ratings, torch.float32)[0],
-        query_mask=query_mask,
-    )
+    users = torch.tensor([dataset.users.row_of[user.user] for user in kept], dtype=torch.long)
+    return padded_tasks([user.user for user in kept], users, support_items, support_ratings,
+                        query_items, query_ratings)  # fmt: skip
 
 
 def split_users(n_tasks: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -157,16 +172,6 @@ def warmup_split(tasks: TaskSet, query_size: int, seed: int | list[int]) -> tupl
         fit["support_rating"].append(task_ratings[support])
         fit["query_item"].append(task_items[query])
         fit["query_rating"].append(task_ratings[query])
-    support_item, support_mask = _pad(fit["support_item"], torch.long)
-    query_item, query_mask = _pad(fit["query_item"], torch.long)
-    train = TaskSet(
-        user_ids=list(tasks.user_ids),
-        user=tasks.user.clone(),
-        support_item=support_item,
-        support_rating=_pad(fit["support_rating"], torch.float32)[0],
-        support_mask=support_mask,
-        query_item=query_item,
-        query_rating=_pad(fit["query_rating"], torch.float32)[0],
-        query_mask=query_mask,
-    )
+    train = padded_tasks(list(tasks.user_ids), tasks.user.clone(), fit["support_item"],
+                         fit["support_rating"], fit["query_item"], fit["query_rating"])  # fmt: skip
     return train, tasks
