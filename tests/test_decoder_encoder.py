@@ -227,3 +227,27 @@ def test_meta_training_reaches_the_decoder_lora_weights(llama):
     assert lora and all("lora_" in name for name in lora) and torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in lora.values())
     assert all(p.grad.abs().sum() > 0 for name, p in lora.items() if "lora_B" in name)
+
+
+@pytest.mark.parametrize("trainable", ["full", "lora"])
+def test_each_distinct_row_is_encoded_once_with_the_same_values_and_gradients(decoder, trainable):
+    # rows repeat across a batch of tasks; the tower encodes each once, cut to the batch's
+    # longest text: values and gradients must equal encoding every row as given, full length
+    net = tower(decoder, trainable)
+    rows = torch.tensor([[4, 0, 4], [1, 4, 0]])  # text 2, the longest, left out
+    weights = torch.randn(*rows.shape, net.out_dim)
+    params = [p for p in net.parameters() if p.requires_grad]
+
+    def value_and_grads(embed):
+        out = embed()
+        grads = torch.autograd.grad((out * weights).sum(), params)
+        return out.detach(), grads
+
+    flat = rows.reshape(-1)
+    reference = value_and_grads(lambda: net._encode(net.tokens[flat], net.token_mask[flat])
+                                .reshape(*rows.shape, -1))  # fmt: skip
+    distinct = value_and_grads(lambda: net(rows))
+    assert net.token_mask[flat].sum(-1).max() < net.token_mask.shape[1]  # the cut is exercised
+    assert torch.allclose(distinct[0], reference[0], atol=1e-5)
+    for got, want in zip(distinct[1], reference[1], strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
