@@ -106,10 +106,12 @@ def _data(args: argparse.Namespace) -> int:
     from metarec.data.amazon import download_amazon, verify_amazon
     from metarec.data.melu_files import download_melu, verify_melu
     from metarec.data.scenarios import data_root
+    from metarec.data.tallrec import download_ml100k, verify_ml100k
 
     download, verify = {
         "melu-ml1m": (download_melu, verify_melu),
         "amazon-unisrec": (download_amazon, verify_amazon),
+        "tallrec-ml100k": (download_ml100k, verify_ml100k),
     }[args.dataset]
     root = Path(args.root) if args.root else data_root(DataConfig(name=args.dataset))
     if args.action == "download":
@@ -257,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.set_defaults(func=_predict)
     data = commands.add_parser("data", help="download or verify a dataset (checksums checked)")
     data.add_argument("action", choices=["download", "verify"])
-    data.add_argument("dataset", choices=["melu-ml1m", "amazon-unisrec"])
+    data.add_argument("dataset", choices=["melu-ml1m", "amazon-unisrec", "tallrec-ml100k"])
     data.add_argument("--root", help="data folder (default: $METAREC_DATA_DIR/<dataset> or cache)")
     data.set_defaults(func=_data)
     return parser

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from metarec.config.schema import DataConfig, TallrecConfig, TaskConfig
+from metarec.data.files import FileStatus, locate, verify_files
 from metarec.data.itemtext import render_item_text
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 from metarec.data.tasks import TaskSet
@@ -96,7 +97,7 @@ def _locate(root: Path, name: str) -> Path:
                 return path
     raise DataError(
         f"{root / name} (or {name}.gz, or under {root / 'ml-100k'}) not found: point data.root "
-        "at the ml-100k folder, or fetch it with metarec.data.tallrec.download_ml100k"
+        "at the ml-100k folder, or fetch it: metarec data download tallrec-ml100k --root DIR"
     )
 
 
@@ -142,6 +143,14 @@ def download_ml100k(root: str | Path) -> Path:
                    path=root, processor=pooch.Unzip(members=[f"ml-100k/{f}" for f in FILES],
                                                     extract_dir="."))  # fmt: skip
     return root / "ml-100k"
+
+
+def verify_ml100k(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
+    """Check ``u.data``, ``u.item`` and ``u.user`` (plain or ``.gz``, in ``root`` or its
+    ``ml-100k`` folder, as the loader finds them) against GroupLens' md5 (:data:`ML100K_MD5`)."""
+    root = Path(root).expanduser()
+    folder = root if any(locate(root, name) for name in FILES) else root / "ml-100k"
+    return verify_files(folder, ML100K_MD5, "md5", DATASET_NAME, strict)
 
 
 # ---------------------------------------------------------------------------------------------
