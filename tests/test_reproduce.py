@@ -121,6 +121,18 @@ def test_a_rerun_keeps_finished_runs_and_reruns_failed_or_changed_ones(
     assert calls[3:] == [("mean", 0), ("mean", 1)]  # another config: both again
 
 
+def test_a_run_of_some_methods_keeps_the_other_methods_rows(experiments, tmp_path):
+    # a reproduction in parts (cheap rows, then the slow ones) must not drop the first part
+    out = tmp_path / "out"
+    first, _, _ = rep.reproduce("synthetic", seeds=1, methods=["mean"], overrides=FAST, out=out,
+                                progress=False, **HELDOUT)  # fmt: skip
+    rows, table, _ = rep.reproduce("synthetic", seeds=1, methods=["ridge"], overrides=FAST,
+                                   out=out, texts=["none"], progress=False, **HELDOUT)  # fmt: skip
+    assert rows[: len(first)] == first and {row["method"] for row in rows} == {"mean", "ridge"}
+    assert rep.load_rows(out) == rows
+    assert "| mean |" in table and "| ridge |" in table
+
+
 def test_two_worker_processes_give_the_same_numbers_as_one(experiments, tmp_path):
     args = {"seeds": 1, "methods": ["ridge"], "texts": ["none"], "overrides": FAST,
             "progress": False, **HELDOUT}  # fmt: skip

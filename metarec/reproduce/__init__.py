@@ -96,11 +96,17 @@ def _key(run: Run) -> dict:
 def run_all(
     runs: list[Run], overrides: list[str], out: Path, jobs: int = 1, progress: bool = True
 ) -> list[dict]:
-    """Run what ``out/runs.json`` lacks (or holds with another config); every row, in plan
-    order. Rows are saved after each run, so a killed reproduction loses only runs in flight."""
+    """Run what ``out/runs.json`` lacks (or holds with another config); every row: those of
+    runs outside this plan (another ``--methods``) first, kept as they were, then this plan's
+    in plan order. Rows are saved after each run, so a killed reproduction loses only runs in
+    flight."""
     digests = {run: config_hash(run, overrides, out) for run in runs}
+    planned = {(run.method, run.grid, run.text, run.seed, run.warm) for run in runs}
+    earlier = load_rows(out)
+    others = [row for row in earlier if (row["method"], row.get("grid", ""), row["text"],
+                                         row["seed"], row.get("warm")) not in planned]  # fmt: skip
     done: dict[tuple, list[dict]] = {}
-    for row in load_rows(out):
+    for row in earlier:
         if row["status"] == "ok":
             key = (row["method"], row.get("grid", ""), row["text"], row["seed"],
                    row.get("warm"), row["config"])  # fmt: skip
@@ -119,11 +125,11 @@ def run_all(
         for index, rows in run_jobs(work, jobs):
             finished = todo[index]
             results[finished] = rows
-            write_rows(out, [row for run in runs for row in results[run] or []])
+            write_rows(out, others + [row for run in runs for row in results[run] or []])
             bar.set_description(f"{finished.method} {finished.grid} text={finished.text} "
                                 f"seed={finished.seed}".replace("  ", " "))  # fmt: skip
             bar.update()
-    return [row for run in runs for row in results[run] or []]
+    return others + [row for run in runs for row in results[run] or []]
 
 
 def reproduce(
