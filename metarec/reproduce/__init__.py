@@ -156,8 +156,7 @@ def reproduce(
     runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, GRIDS.get(folder.name))
     rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
     seconds = time.perf_counter() - start
-    ran = len({(row["method"], row.get("grid"), row["text"], row["seed"], row.get("warm"))
-               for row in rows})  # fmt: skip
+    ran = len(runs)  # this command's runs (rows of other methods kept in runs.json aside)
     seeding = "data seeds varied" if data_seeds else "one data split"
     title = (f"{dataset}: {len(runs)} runs ({seeds} seeds, {seeding}), "
              f"{' '.join(overrides) or 'defaults'}")  # fmt: skip
