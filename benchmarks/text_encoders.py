@@ -2,6 +2,8 @@
 methods on identical next-item tasks, with each run's cost beside its quality (issue 19).
 
     python benchmarks/text_encoders.py --seeds 0,1 --encoder-seeds 0
+    python benchmarks/text_encoders.py --full-ranking --rows mean,global_id,frozen_maml \
+        --set data.amazon.max_eval_tasks=0 --out benchmarks/results/full_ranking
     python benchmarks/text_encoders.py --device cuda --precision bf16-mixed \
         --model BAAI/bge-base-en-v1.5 --seeds 0,1,2              # the same rows on a GPU
 
@@ -12,8 +14,9 @@ parameters, peak memory (CPU: the process's max RSS; CUDA: ``max_memory_allocate
 seconds, evaluation seconds per test task (adaptation + prediction) and every test task's
 HR@10 / NDCG@10. The summary gives each row's mean and two-level bootstrap 95% interval
 (seeds, then tasks; :mod:`metarec.metrics.paired`) per scenario and a paired test of each
-text row against the best ID-only row on the seeds both ran. Writes ``text_encoders.csv``
-(runs), ``text_encoders.json`` (runs + summary), ``text_encoders.md`` and
+text row against the best ID-only row on the seeds both ran. ``--full-ranking`` ranks each
+next item against every item (``task.full_ranking``) and reports full HR@10 / NDCG@10. Writes
+``text_encoders.csv`` (runs), ``text_encoders.json`` (runs + summary), ``text_encoders.md`` and
 ``text_encoders.png`` into ``--out``. Finished runs in the JSON are kept, not re-run.
 """
 
@@ -38,6 +41,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "amazon_unis
 STEM = "text_encoders"
 SCENARIOS = ("warm", "new_item")
 METRICS = ("hr@10", "ndcg@10")
+FULL = ("full_hr@10", "full_ndcg@10")  # --full-ranking: against every item, not 100
 # Row -> (item representation, encoder, adaptation); the table's order.
 ROWS = {
     "mean": ("ID", "-", "popularity"),
@@ -54,6 +58,8 @@ ROWS = {
     "lora_global": ("text", "lora", "global"),
     "lora_finetune": ("text", "lora", "LoRA per task"),
 }
+# Full fine-tuning against LoRA of the encoder, each pair paired on the seeds both ran.
+VERSUS = (("full_global", "lora_global"), ("full_finetune", "lora_finetune"))
 CSV_FIELDS = ["row", "seed", "status", "trainable_params", "peak_mb", "fit_seconds",
               "eval_seconds", "test_tasks", "seconds_per_task", "seconds"]  # fmt: skip
 
@@ -121,7 +127,9 @@ def run_one(config: Path, seed: int, overrides: list[str]) -> dict:
         "metrics": {
             s: {m: float(v) for m, v in values.items()} for s, values in result.metrics.items()
         },
-        "per_task": {s: {m: per_task[s][m] for m in METRICS} for s in per_task},
+        "per_task": {
+            s: {m: per_task[s][m] for m in (*METRICS, *FULL) if m in per_task[s]} for s in per_task
+        },
         "run_dir": str(result.run_dir),
     }
 
@@ -152,16 +160,18 @@ def per_seed(runs: list[dict], row: str, scenario: str, metric: str) -> dict[int
             for run in mine if scenario in run["per_task"]}  # fmt: skip
 
 
-def summarize(runs: list[dict]) -> dict:
-    """Per row: cost means over seeds; per scenario and metric the estimate; and per scenario
-    a paired test (NDCG@10, HR@10) against the best ID-only row by mean NDCG@10."""
+def summarize(runs: list[dict], metrics: tuple[str, str] = METRICS) -> dict:
+    """Per row: cost means over seeds; per scenario and metric (HR@10, NDCG@10; ``FULL`` for
+    full ranking) the estimate; and per scenario a paired test against the best ID-only row by
+    mean NDCG@10."""
+    hr, ndcg = metrics
     rows = [row for row in ROWS if any(r["row"] == row and r["status"] == "ok" for r in runs)]
     rows += sorted({r["row"] for r in runs if r["status"] == "ok"} - set(rows))
-    summary: dict = {"rows": {}, "reference": {}}
+    summary: dict = {"metrics": list(metrics), "rows": {}, "reference": {}}
     for scenario in SCENARIOS:
         id_rows = [row for row in rows if ROWS.get(row, ("",))[0] == "ID"
-                   and per_seed(runs, row, scenario, "ndcg@10")]  # fmt: skip
-        means = {row: np.mean([v.mean() for v in per_seed(runs, row, scenario, "ndcg@10").values()])
+                   and per_seed(runs, row, scenario, ndcg)]  # fmt: skip
+        means = {row: np.mean([v.mean() for v in per_seed(runs, row, scenario, ndcg).values()])
                  for row in id_rows}  # fmt: skip
         summary["reference"][scenario] = max(means, key=means.get) if means else None
     for row in rows:
@@ -171,7 +181,7 @@ def summarize(runs: list[dict]) -> dict:
             entry[key] = float(np.mean([r[key] for r in ok]))
         for scenario in SCENARIOS:
             cells = {}
-            for metric in METRICS:
+            for metric in metrics:
                 values = per_seed(runs, row, scenario, metric)
                 if not values:
                     continue
@@ -186,7 +196,31 @@ def summarize(runs: list[dict]) -> dict:
                     cells[f"{metric} vs {reference}"] = {**test.__dict__, "seeds": common}
             entry["scenarios"][scenario] = cells
         summary["rows"][row] = entry
+    summary["versus"] = versus(runs, metrics[1])
     return summary
+
+
+def versus(runs: list[dict], metric: str) -> list[dict]:
+    """Each ``VERSUS`` pair that both ran: per scenario the paired test of ``metric`` (first
+    minus second) and the cost ratios (trainable parameters, peak memory, s/task)."""
+    found = []
+    for first, second in VERSUS:
+        ok = {row: [r for r in runs if r["row"] == row and r["status"] == "ok"]
+              for row in (first, second)}  # fmt: skip
+        if not all(ok.values()):
+            continue
+        ratio = {key: float(np.mean([r[key] for r in ok[first]])
+                            / max(np.mean([r[key] for r in ok[second]]), 1e-12))
+                 for key in ("trainable_params", "peak_mb", "seconds_per_task")}  # fmt: skip
+        tests = {}
+        for scenario in SCENARIOS:
+            mine, other = (per_seed(runs, row, scenario, metric) for row in (first, second))
+            common = sorted(set(mine) & set(other))
+            if common:
+                test = paired_test([mine[s] for s in common], [other[s] for s in common])
+                tests[scenario] = {**test.__dict__, "seeds": common}
+        found.append({"first": first, "second": second, "ratio": ratio, "tests": tests})
+    return found
 
 
 def _estimate(cell: dict | None) -> str:
@@ -204,14 +238,19 @@ def markdown(summary: dict, title: str) -> str:
     """One line per row: representation, cost, HR@10 / NDCG@10 with intervals per scenario,
     and the NDCG@10 difference to the best ID-only row with its paired p-value."""
     refs = summary["reference"]
+    hr, ndcg = summary.get("metrics", METRICS)
+    full = "full " if hr.startswith("full_") else ""
+    candidates = ("every item is a candidate (full ranking)" if full else
+                  "100 candidates per task (the next item + 99 sampled)")  # fmt: skip
     lines = [f"# {title}", "",
-             "Mean [95% two-level bootstrap interval over seeds and tasks] on identical tasks; "
-             "100 candidates per task (the next item + 99 sampled). Δ: NDCG@10 minus that of "
+             f"Mean [95% two-level bootstrap interval over seeds and tasks] on identical tasks; "
+             f"{candidates}. Δ: {full}NDCG@10 minus that of "
              f"the best ID-only row (warm: {refs.get('warm')}, new_item: {refs.get('new_item')}), "
              "paired bootstrap p. Cost: trainable parameters, peak memory, fit seconds, "
              "evaluation milliseconds per test task (adaptation + prediction).", "",
              "| row | items | encoder | adaptation | seeds | params | peak MB | fit s | ms/task "
-             "| warm HR@10 | warm NDCG@10 | Δ warm | new HR@10 | new NDCG@10 | Δ new |",
+             f"| warm {full}HR@10 | warm {full}NDCG@10 | Δ warm "
+             f"| new {full}HR@10 | new {full}NDCG@10 | Δ new |",
              "|---" * 15 + "|"]  # fmt: skip
     for row, entry in summary["rows"].items():
         items, encoder, adaptation = ROWS.get(row, ("?", "?", "?"))
@@ -221,9 +260,23 @@ def markdown(summary: dict, title: str) -> str:
                  f"{entry['fit_seconds']:.0f}", f"{milliseconds:.1f}"]  # fmt: skip
         for scenario in SCENARIOS:
             found = entry["scenarios"].get(scenario, {})
-            cells += [_estimate(found.get("hr@10")), _estimate(found.get("ndcg@10")),
-                      _test(found.get(f"ndcg@10 vs {refs.get(scenario)}"))]  # fmt: skip
+            cells += [_estimate(found.get(hr)), _estimate(found.get(ndcg)),
+                      _test(found.get(f"{ndcg} vs {refs.get(scenario)}"))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    if summary.get("versus"):
+        lines += ["", f"Full fine-tuning against LoRA of the encoder: {full}NDCG@10 difference "
+                  "(first minus second) [95% paired interval], p; cost ratios first / second.",
+                  "", "| first | second | Δ warm | Δ new | params × | peak MB × | s/task × |",
+                  "|---" * 7 + "|"]  # fmt: skip
+        for pair in summary["versus"]:
+            cells = [pair["first"], pair["second"]]
+            for scenario in SCENARIOS:
+                test = pair["tests"].get(scenario)
+                interval = "" if test is None else f" [{test['low']:+.3f}, {test['high']:+.3f}]"
+                cells.append(_test(test) + interval)
+            cells += [f"{pair['ratio'][k]:.2f}" for k in
+                      ("trainable_params", "peak_mb", "seconds_per_task")]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -235,26 +288,27 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = list(summary["rows"])
+    ndcg = summary.get("metrics", METRICS)[1]
     figure, (bars, cost) = plt.subplots(1, 2, figsize=(13, 4.5))
     for offset, scenario in zip((-0.2, 0.2), SCENARIOS, strict=True):
-        cells = [summary["rows"][row]["scenarios"].get(scenario, {}).get("ndcg@10") for row in rows]
+        cells = [summary["rows"][row]["scenarios"].get(scenario, {}).get(ndcg) for row in rows]
         means = [c["mean"] if c else np.nan for c in cells]
         errors = [[c["mean"] - c["low"] if c else 0 for c in cells],
                   [c["high"] - c["mean"] if c else 0 for c in cells]]  # fmt: skip
         bars.bar(np.arange(len(rows)) + offset, means, 0.4, yerr=errors, label=scenario, capsize=2)
     bars.set_xticks(range(len(rows)), rows, rotation=45, ha="right")
-    bars.set_ylabel("NDCG@10 (95% interval)")
+    bars.set_ylabel(f"{ndcg} (95% interval)")
     bars.legend()
     for row in rows:
         entry = summary["rows"][row]
-        cell = entry["scenarios"].get("new_item", {}).get("ndcg@10")
+        cell = entry["scenarios"].get("new_item", {}).get(ndcg)
         if cell:
             marker = "o" if ROWS.get(row, ("ID",))[0] == "ID" else "s"
             cost.scatter(max(entry["seconds_per_task"], 1e-4), cell["mean"], marker=marker)
             cost.annotate(row, (max(entry["seconds_per_task"], 1e-4), cell["mean"]), fontsize=7)
     cost.set_xscale("log")
     cost.set_xlabel("evaluation seconds per test task")
-    cost.set_ylabel("new_item NDCG@10")
+    cost.set_ylabel(f"new_item {ndcg}")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
@@ -262,18 +316,18 @@ def plot(summary: dict, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write(out: Path, runs: list[dict], title: str) -> dict:
+def write(out: Path, runs: list[dict], title: str, metrics: tuple[str, str] = METRICS) -> dict:
     """The runs (CSV, JSON with the summary), the Markdown table and the plot, atomically."""
     from metarec.report.files import write_csv
 
-    summary = summarize(runs)
+    summary = summarize(runs, metrics)
     flat = []
     for run in runs:
         line = {key: run.get(key) for key in CSV_FIELDS}
         for scenario, values in run.get("metrics", {}).items():
-            line.update({f"{scenario}/{metric}": values.get(metric) for metric in METRICS})
+            line.update({f"{scenario}/{metric}": values.get(metric) for metric in metrics})
         flat.append(line)
-    columns = [*CSV_FIELDS, *(f"{s}/{m}" for s in SCENARIOS for m in METRICS)]
+    columns = [*CSV_FIELDS, *(f"{s}/{m}" for s in SCENARIOS for m in metrics)]
     write_csv(out / f"{STEM}.csv", flat, columns)
     atomic_write_json(out / f"{STEM}.json", {"runs": runs, "summary": summary})
     table = markdown(summary, title)
@@ -293,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", help="trainer.precision, e.g. bf16-mixed (bf16 encoder)")
     parser.add_argument("--model", help="encoder.model, e.g. a bigger Hugging Face encoder")
+    parser.add_argument(
+        "--full-ranking",
+        action="store_true",
+        help="rank each next item "
+        "against every item (task.full_ranking=true); full HR@10 / NDCG@10",
+    )
     parser.add_argument("--experiments", type=Path, default=EXPERIMENTS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -304,7 +364,9 @@ def main(argv: list[str] | None = None) -> None:
         if found:  # rank 0
             atomic_write_json(args.child_out, found)
         return
-    overrides = [*args.set, *device_overrides(args.device, args.precision, args.model),
+    ranking = ["task.full_ranking=true"] if args.full_ranking else []
+    metrics = FULL if args.full_ranking else METRICS
+    overrides = [*ranking, *args.set, *device_overrides(args.device, args.precision, args.model),
                  f"output_dir={args.out / 'runs'}"]  # fmt: skip
     rows = args.rows.split(",") if args.rows else list(ROWS)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -323,8 +385,8 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(run)
             print(f"{row} seed {seed}: {run['status']} in {time.perf_counter() - start:.0f} s",
                   flush=True)  # fmt: skip
-            write(args.out, runs, title)
-    write(args.out, runs, title)
+            write(args.out, runs, title, metrics)
+    write(args.out, runs, title, metrics)
     print((args.out / f"{STEM}.md").read_text())
 
 

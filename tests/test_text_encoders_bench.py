@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,72 @@ def test_per_task_tuning_of_a_lora_encoder_tunes_its_adapters_not_its_weights(ro
     fast = lora.tuning_weights()[1].fast
     assert any(".encoder." in name for name in fast) and any("decision" in name for name in fast)
     assert all("lora_" in name for name in fast)
+
+
+def test_full_ranking_reports_every_item_ranking_and_tests_against_the_best_id_row(root, tmp_path):
+    """``--full-ranking``: the runs carry full HR@10 / NDCG@10 per task beside the sampled
+    ones, and the summary, table and paired test use the full ones (the best ID-only row is
+    picked on full NDCG@10)."""
+    overrides = [f"data.root={root}", "task.full_ranking=true", "data.amazon.negatives=20",
+                 "data.amazon.new_item_fraction=0.2", "data.val_fraction=0.15",
+                 "data.test_fraction=0.15", "trainer.max_epochs=1",
+                 f"output_dir={tmp_path / 'runs'}"]  # fmt: skip
+    runs = []
+    for row in ("mean", "global_id"):
+        for seed in (0, 1):
+            found = text_encoders.run_one(text_encoders.EXPERIMENTS / f"{row}.yaml", seed,
+                                          overrides)  # fmt: skip
+            runs.append({"row": row, "seed": seed, "status": "ok", **found})
+    columns = runs[0]["per_task"]["warm"]
+    assert set(columns) == {"hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10"}
+    summary = text_encoders.write(tmp_path, runs, "full", text_encoders.FULL)
+    full = {row: np.mean([np.mean(run["per_task"]["warm"]["full_ndcg@10"]) for run in runs
+                          if run["row"] == row]) for row in ("mean", "global_id")}  # fmt: skip
+    sampled = {row: np.mean([np.mean(run["per_task"]["warm"]["ndcg@10"]) for run in runs
+                             if run["row"] == row]) for row in ("mean", "global_id")}  # fmt: skip
+    assert summary["reference"]["warm"] == max(full, key=full.get)
+    worse = min(full, key=full.get)
+    cell = summary["rows"][worse]["scenarios"]["warm"]
+    best = max(full, key=full.get)
+    assert set(cell) == {"full_hr@10", "full_ndcg@10", f"full_hr@10 vs {best}",
+                         f"full_ndcg@10 vs {best}"}  # fmt: skip
+    assert cell["full_ndcg@10"]["mean"] == pytest.approx(full[worse])
+    assert cell["full_ndcg@10"]["mean"] != pytest.approx(sampled[worse])
+    table = (tmp_path / "text_encoders.md").read_text()
+    assert "full ranking" in table and "| warm full HR@10 | warm full NDCG@10 |" in table
+    header = (tmp_path / "text_encoders.csv").read_text().splitlines()[0]
+    assert header.endswith(
+        "warm/full_hr@10,warm/full_ndcg@10,new_item/full_hr@10,new_item/full_ndcg@10"
+    )
+
+
+def test_full_against_lora_is_paired_per_seed_with_cost_ratios(tmp_path):
+    """The full-vs-LoRA section: per scenario the paired NDCG@10 difference (full minus LoRA)
+    on the seeds both ran, and the cost ratios; a pair with a side missing is left out."""
+    rng = np.random.default_rng(0)
+
+    def run(row, seed, values, params, peak, per_task_s):
+        per_task = {s: {"hr@10": list(v), "ndcg@10": list(v)} for s, v in values.items()}
+        return {"row": row, "seed": seed, "status": "ok", "trainable_params": params,
+                "peak_mb": peak, "fit_seconds": 1.0, "seconds_per_task": per_task_s,
+                "per_task": per_task}  # fmt: skip
+
+    runs = []
+    for seed in (0, 1, 2):
+        lora = {s: rng.uniform(0, 0.5, 200) for s in text_encoders.SCENARIOS}
+        full = {"warm": lora["warm"], "new_item": lora["new_item"] + 0.1}
+        runs.append(run("lora_finetune", seed, lora, 100, 500.0, 2.0))
+        if seed < 2:  # full tuning ran on seeds 0 and 1 only
+            runs.append(run("full_finetune", seed, full, 10_000, 1000.0, 3.0))
+    runs.append(run("full_global", 0, lora, 10_000, 1000.0, 3.0))  # no lora_global: no pair
+    summary = text_encoders.write(tmp_path, runs, "pairs")
+    [pair] = summary["versus"]
+    assert (pair["first"], pair["second"]) == ("full_finetune", "lora_finetune")
+    assert pair["ratio"] == {"trainable_params": 100.0, "peak_mb": 2.0, "seconds_per_task": 1.5}
+    new, warm = pair["tests"]["new_item"], pair["tests"]["warm"]
+    assert new["seeds"] == [0, 1] and new["diff"] == pytest.approx(0.1)
+    assert new["low"] > 0 and new["p"] < 0.01
+    assert warm["diff"] == 0 and warm["p"] == 1
+    table = (tmp_path / "text_encoders.md").read_text()
+    assert "| full_finetune | lora_finetune | +0.000 (p 1.000)" in table
+    assert "| 100.00 | 2.00 | 1.50 |" in table and "| full_global | lora_global" not in table
