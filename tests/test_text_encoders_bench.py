@@ -180,8 +180,17 @@ def test_full_against_lora_is_paired_per_seed_with_cost_ratios(tmp_path):
         if seed < 2:  # full tuning ran on seeds 0 and 1 only
             runs.append(run("full_finetune", seed, full, 10_000, 1000.0, 3.0))
     runs.append(run("full_global", 0, lora, 10_000, 1000.0, 3.0))  # no lora_global: no pair
+    # A meta-learned head against per-task fine-tuning, a second pair (no frozen_anil: absent).
+    runs.append(run("frozen_finetune", 0, lora, 50, 400.0, 1.0))
+    runs.append(run("frozen_maml", 0, {s: v - 0.05 for s, v in lora.items()}, 50, 400.0, 0.5))
     summary = text_encoders.write(tmp_path, runs, "pairs")
-    [pair] = summary["versus"]
+    pair, meta = summary["versus"]
+    assert (meta["first"], meta["second"]) == ("frozen_maml", "frozen_finetune")
+    assert meta["tests"]["warm"]["seeds"] == [0]
+    assert (
+        meta["tests"]["warm"]["diff"] == pytest.approx(-0.05) and meta["tests"]["warm"]["p"] < 0.01
+    )
+    assert meta["ratio"]["seconds_per_task"] == 0.5
     assert (pair["first"], pair["second"]) == ("full_finetune", "lora_finetune")
     assert pair["ratio"] == {"trainable_params": 100.0, "peak_mb": 2.0, "seconds_per_task": 1.5}
     new, warm = pair["tests"]["new_item"], pair["tests"]["warm"]
