@@ -288,7 +288,8 @@ def test_mae_round_scores_rounded_predictions_and_only_with_levels():
     m = task_metrics(preds, targets, mask, levels=levels)
     # rounded: [4, 1, 4] against [4, 2, 5] -> 2/3; [3] against [2] -> 1 (padding ignored)
     torch.testing.assert_close(m["mae_round"], torch.tensor([2 / 3, 1.0], dtype=torch.float64))
-    torch.testing.assert_close(m["mae"], torch.tensor([(0.4 + 0.8 + 0.6) / 3, 0.51],
-                                                      dtype=torch.float64))  # fmt: skip
+    torch.testing.assert_close(
+        m["mae"], torch.tensor([(0.4 + 0.8 + 0.6) / 3, 0.51], dtype=torch.float64)
+    )
     # ranking metrics read the predictions themselves, not the rounded ones
     assert m["ndcg@3"].tolist() == task_metrics(preds, targets, mask)["ndcg@3"].tolist()

@@ -12,13 +12,18 @@ from safetensors.torch import save_file
 
 from metarec.config.schema import EncoderConfig
 from metarec.encoders import cache, text
-from metarec.encoders.cache import CacheWarning, cache_key, cache_path, embed_texts
+from metarec.encoders.cache import (
+    CacheWarning,
+    cache_key,
+    cache_path,
+    embed_texts,
+    model_fingerprint,
+)
+from metarec.encoders.pooling import pool
 from metarec.encoders.text import (
     TextEncoder,
     length_batches,
     load_text_model,
-    model_fingerprint,
-    pool,
     resolve_model,
     tokenize,
 )

@@ -13,6 +13,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from metarec.config.schema import EncoderConfig
 from metarec.encoders import text
+from metarec.encoders.device import resolve_device, resolve_dtype
 from metarec.io import atomic_write_bytes
 
 FORMAT = "1"
@@ -41,13 +43,53 @@ def default_cache_dir() -> Path:
     return Path(pooch.os_cache("metarec")) / "embeddings"
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _folder_digest(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 over (name, size, content sha256) of the files in ``stamp``, which keys the memo."""
+    digest = hashlib.sha256()
+    for name, size, _ in stamp:
+        digest.update(f"{name}\0{size}\0{_file_sha256(folder / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """A string that changes when the model does: a content hash of a local folder, else the hub
+    name as given.
+
+    The hash covers every file in the folder except hidden ones and ``*.md`` (so weights,
+    configs, tokenizer and sentence-transformers module files), by relative name, size and
+    content sha256: copying or touching the folder keeps the key. A folder is read once per
+    process while its files keep their sizes and modification times.
+    """
+    source = model if isinstance(model, Path) else text.resolve_model(model)
+    if not isinstance(source, Path):
+        return source
+    if not source.is_dir():
+        raise ValueError(f"encoder.model: model folder {source} does not exist")
+    stamp = []
+    for path in sorted(source.rglob("*")):
+        parts = path.relative_to(source).parts
+        if path.is_file() and path.suffix != ".md" and not any(p.startswith(".") for p in parts):
+            info = path.stat()
+            stamp.append(("/".join(parts), info.st_size, info.st_mtime_ns))
+    return "sha256:" + _folder_digest(source, tuple(stamp))
+
+
 def cache_key(cfg: EncoderConfig) -> str:
     """The settings an embedding depends on, as canonical JSON (the model by content hash)."""
     # The dtype the encoder runs in (auto: bfloat16 on CUDA, float32 elsewhere), so that
     # embeddings made in bfloat16 on a GPU are never reused as float32 ones on a CPU.
-    dtype = text.resolve_dtype(cfg.dtype, text.resolve_device(cfg.device))
+    dtype = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
     key = {
-        "model": text.model_fingerprint(cfg.model),
+        "model": model_fingerprint(cfg.model),
         "dtype": str(dtype).removeprefix("torch."),
         "pooling": cfg.pooling,
         "max_length": cfg.max_length,

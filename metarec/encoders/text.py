@@ -7,18 +7,19 @@ A network that fine-tunes the encoder puts the same pieces together itself::
     input_ids, attention_mask = tokenize(tokenizer, texts, cfg.max_length)
     hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     vectors = pool(hidden, attention_mask, cfg.pooling)  # then F.normalize if cfg.normalize
+
+with ``pool`` from :mod:`metarec.encoders.pooling`. The embedding cache keys a model by
+:func:`metarec.encoders.cache.model_fingerprint`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,12 +29,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metarec.config.schema import EncoderConfig
+from metarec.encoders.device import resolve_device, resolve_dtype
+from metarec.encoders.pooling import POOLINGS, pool
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-POOLINGS = ("mean", "cls", "last")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MINILM = "all-MiniLM-L6-v2"
 MINILM_NAMES = (MINILM, f"sentence-transformers/{MINILM}")
 # A batch holds at most batch_size * reference length padded tokens: long texts go fewer to
@@ -62,67 +63,6 @@ def resolve_model(name: str) -> str | Path:
     if path.is_dir() or name.startswith(("/", "./", "../", "~")):
         return path.resolve()
     return name
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@lru_cache(maxsize=16)
-def _folder_digest(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    """sha256 over (name, size, content sha256) of the files in ``stamp``, which keys the memo."""
-    digest = hashlib.sha256()
-    for name, size, _ in stamp:
-        digest.update(f"{name}\0{size}\0{_file_sha256(folder / name)}\n".encode())
-    return digest.hexdigest()
-
-
-def model_fingerprint(model: str | Path) -> str:
-    """A string that changes when the model does: a content hash of a local folder, else the hub
-    name as given.
-
-    The hash covers every file in the folder except hidden ones and ``*.md`` (so weights,
-    configs, tokenizer and sentence-transformers module files), by relative name, size and
-    content sha256: copying or touching the folder keeps the key. A folder is read once per
-    process while its files keep their sizes and modification times.
-    """
-    source = model if isinstance(model, Path) else resolve_model(model)
-    if not isinstance(source, Path):
-        return source
-    if not source.is_dir():
-        raise ValueError(f"encoder.model: model folder {source} does not exist")
-    stamp = []
-    for path in sorted(source.rglob("*")):
-        parts = path.relative_to(source).parts
-        if path.is_file() and path.suffix != ".md" and not any(p.startswith(".") for p in parts):
-            info = path.stat()
-            stamp.append(("/".join(parts), info.st_size, info.st_mtime_ns))
-    return "sha256:" + _folder_digest(source, tuple(stamp))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``encoder.device``: auto is CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"encoder.device: {device!r} is not a device ({err})") from None
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """``encoder.dtype``: auto is bfloat16 on CUDA, float32 elsewhere."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"encoder.dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def _hub_offline() -> bool:
@@ -199,35 +139,12 @@ def tokenize(
 ) -> tuple[Tensor, Tensor]:
     """``(input_ids, attention_mask)``: LongTensors ``(N, longest)`` in input order, padded on
     the tokenizer's side (the right, as :func:`load_text_model` sets it), truncated to
-    ``max_length``; what a trainable network feeds its encoder and then :func:`pool`."""
+    ``max_length``; what a trainable network feeds its encoder and then
+    :func:`metarec.encoders.pooling.pool`."""
     batch = tokenizer(
         list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
     )
     return batch["input_ids"], batch["attention_mask"]
-
-
-def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
-    """``(B, L, D)`` token states -> ``(B, D)``, looking only at real tokens (mask 1).
-
-    mean: the mean over real tokens; cls: the first real token (position 0 under right
-    padding); last: the last real token (decoder LLMs), under right or left padding alike.
-    """
-    if pooling == "mean":
-        weights = attention_mask.to(hidden.dtype).unsqueeze(1)  # (B, 1, L)
-        counts = weights.sum(-1).clamp(min=1e-9)  # (B, 1)
-        return torch.bmm(weights, hidden).squeeze(1) / counts
-    if pooling not in POOLINGS:
-        raise ValueError(f"encoder.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
-    length = hidden.shape[1]
-    positions = torch.arange(length, device=hidden.device)
-    real = attention_mask.bool()
-    if pooling == "cls":
-        index = torch.where(real, positions, length).amin(dim=1).clamp(max=length - 1)
-    else:
-        index = torch.where(real, positions, -1).amax(dim=1).clamp(min=0)
-    # gather, not fancy indexing: it also runs under torch.func.vmap
-    index = index[:, None, None].expand(-1, 1, hidden.shape[-1])
-    return hidden.gather(1, index).squeeze(1)
 
 
 @contextmanager

@@ -10,12 +10,8 @@ for a real entry. Each metric is computed within a task over its real entries on
 Conventions, shared with ``torchmetrics.functional.classification`` and sklearn, against which
 the tests check this implementation:
 
-* **AUC counts a tie in scores as half a correctly ordered pair.** It is the Mann-Whitney
-  statistic ``U / (n_pos * n_neg)``, computed from tie-averaged ranks, which equals the area
-  under the trapezoidal ROC curve (``binary_auroc``, ``roc_auc_score``). A model that predicts
-  a constant gets 0.5, whatever the order of the items in the query set.
-* **AUC is NaN for a task whose real labels are all 0 or all 1**: it has no positive-negative
-  pair, so the AUC is undefined (torchmetrics returns 0 with a warning, sklearn raises). Use
+* **AUC counts a tie in scores as half a correctly ordered pair** and **is NaN for a task
+  whose real labels are all 0 or all 1** (:mod:`metarec.metrics.auc`). Use
   :func:`nanmean_with_count` to average over the tasks where it is defined, and report how many.
 * **Precision, recall and F1 threshold the raw scores**: an item is predicted positive when
   ``score >= threshold``, compared in the scores' own dtype, so a predicted rating can be
@@ -35,6 +31,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from metarec.metrics.auc import auc
 from metarec.metrics.rating import check_padded_batch
 
 __all__ = ["binary_task_metrics", "nanmean_with_count"]
@@ -54,31 +51,6 @@ def _check_inputs(scores: Tensor, labels: Tensor, mask: Tensor, threshold: float
         or not math.isfinite(threshold)
     ):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-
-
-def _auc(scores: Tensor, positive: Tensor, mask: Tensor) -> Tensor:
-    """Vectorised, masked ROC AUC from tie-averaged ranks; NaN where a class is missing.
-
-    Padding is set to +inf so it sorts after every (finite) real score and never ties with
-    one; a real score's ascending rank is then its count among real scores alone. A tied
-    group occupying ranks ``left + 1 .. right`` shares their mean ``(left + right + 1) / 2``,
-    where ``left`` / ``right`` count the scores strictly below / at most it (two binary
-    searches in the sorted row). Mann-Whitney: ``U = sum of positive ranks
-    - n_pos (n_pos + 1) / 2`` and ``AUC = U / (n_pos * n_neg)``.
-    """
-    keys = torch.where(mask, scores, torch.full_like(scores, math.inf))
-    sorted_keys = torch.sort(keys, dim=1).values
-    left = torch.searchsorted(sorted_keys, keys, side="left")
-    right = torch.searchsorted(sorted_keys, keys, side="right")
-    ranks = (left + right + 1).to(torch.float64) / 2.0
-    real_positive = positive & mask
-    n_pos = real_positive.sum(dim=1).to(torch.float64)
-    n_neg = mask.sum(dim=1).to(torch.float64) - n_pos
-    rank_sum = torch.where(real_positive, ranks, torch.zeros_like(ranks)).sum(dim=1)
-    u_statistic = rank_sum - n_pos * (n_pos + 1.0) / 2.0
-    n_pairs = n_pos * n_neg
-    safe_pairs = torch.where(n_pairs > 0, n_pairs, torch.ones_like(n_pairs))
-    return torch.where(n_pairs > 0, u_statistic / safe_pairs, torch.full_like(n_pairs, math.nan))
 
 
 def _safe_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -125,7 +97,8 @@ def binary_task_metrics(
     n_predicted = predicted.sum(dim=1).to(torch.float64)
     n_actual = actual.sum(dim=1).to(torch.float64)
     return {
-        "auc": _auc(scores, positive, mask),
+        # padding has weight 0; a finite filler keeps the sort well defined
+        "auc": auc(torch.where(mask, scores, 0.0), positive, mask),
         "precision": _safe_ratio(true_pos, n_predicted),
         "recall": _safe_ratio(true_pos, n_actual),
         # 2 TP / (2 TP + FP + FN), i.e. the harmonic mean of precision and recall
