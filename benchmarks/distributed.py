@@ -4,7 +4,7 @@
     python benchmarks/distributed.py --devices 4 --accelerator gpu      # ML-1M on 4 GPUs
 
 The same run (``learner.meta_batch_size`` B tasks per meta-step, shared B/N per process) is
-meta-trained through ``metarec.train.make_trainer`` on 1 and on N processes, each a fresh
+meta-trained through ``metarec.build.make_trainer`` on 1 and on N processes, each a fresh
 Lightning launch (``trainer.strategy=ddp``), ``--threads`` CPU threads per process. After
 ``--warmup`` meta-steps, ``--repeat`` rounds of ``--steps`` meta-steps are timed on rank 0
 (every step ends in the gradient all-reduce, so the ranks run in step); the best round counts.
@@ -30,9 +30,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from meta_training import bench_config, bench_parser, write_report
 
+from metarec.build import build_learner, make_trainer, prepare_tasks
 from metarec.data.datamodule import ColdStartDataModule
 from metarec.io import atomic_write_json
-from metarec.train import build_learner, make_trainer, prepare_tasks
 
 
 class RoundTimer(Callback):

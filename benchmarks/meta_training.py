@@ -35,13 +35,14 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from metarec.config import RunConfig, load_config
+from metarec.build import build_learner, prepare_tasks
+from metarec.config.load import load_config
+from metarec.config.schema import RunConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.io import atomic_write_json
 from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Loss
-from metarec.train import build_learner, prepare_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "melu_ml1m" / "maml.yaml"

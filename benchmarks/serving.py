@@ -33,11 +33,11 @@ from meta_training import (
 from torch import nn
 from torch.func import functional_call
 
+from metarec.build import prepare_tasks
 from metarec.data.batch import Batch
 from metarec.data.tasks import TaskSet
 from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Loss
-from metarec.train import prepare_tasks
 
 
 def serve_batched(learner: MetaLearner, users: TaskSet, batch_size: int) -> torch.Tensor:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from compare import write_results  # noqa: E402  (benchmarks/, beside this script)
 
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.data.scenarios import SCENARIOS
 from metarec.metrics import confidence_interval
 from metarec.metrics.names import HEADLINE
-from metarec.train import train
+from metarec.pipeline import train
 
 
 def run(config: Path, texts: list[str], seeds: int, overrides: list[str], out: Path) -> list:

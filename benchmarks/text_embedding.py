@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from metarec.config.schema import EncoderConfig
-from metarec.data.melu import load_melu
+from metarec.config.schema import DataConfig, EncoderConfig
+from metarec.datasets.melu_ml1m import MeluML1M
 from metarec.encoders import text
 from metarec.encoders.cache import embed_texts
 from metarec.io import atomic_write_json
@@ -177,7 +177,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
 
-    texts = list(load_melu(args.root).item_text.values())[: args.limit]
+    texts = list(MeluML1M.load(DataConfig(name="melu-ml1m"), Path(args.root)).item_text.values())[
+        : args.limit
+    ]
     cfg = EncoderConfig(model=args.model, device=args.device, dtype=args.dtype)
     print(f"{len(texts)} item texts, {args.threads} threads, model {cfg.model}")
     result = {

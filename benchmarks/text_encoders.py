@@ -85,8 +85,8 @@ def run_one(config: Path, seed: int, overrides: list[str]) -> dict:
     """Train one row in this process; its cost and per-task metrics (the child's work)."""
     import torch
 
-    import metarec.train as pipeline
-    from metarec.config import load_config
+    import metarec.pipeline as pipeline
+    from metarec.config.load import load_config
     from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
 
     seen: dict = {}

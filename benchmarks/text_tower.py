@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from metarec.config import load_config
-from metarec.train import prepare_tasks
+from metarec.build import prepare_tasks
+from metarec.config.load import load_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "tallrec_ml100k" / "text_full.yaml"
 

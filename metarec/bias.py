@@ -9,7 +9,8 @@ as if the support set had ``user_pseudo`` more ratings with no offset. Pseudo-co
 the plain model's numbers exactly. ``pick_pseudo_counts`` chooses them on validation tasks.
 
 The ``mean`` baseline (``kind: bias``/``shrunk``) predicts with these functions, and any learner
-learns the residuals of the shrunk model with them (``learner.residual``), so they sit below both.
+learns the residuals of the shrunk model with them (``learner.residual``: :func:`residualize`,
+then :func:`add_baseline`), so they sit below both.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from metarec.data.batch import Batch
 from metarec.data.tasks import TaskSet
 
 # The pseudo-counts ``pick_pseudo_counts`` tries by default; 0 (no shrinkage) is in both, so
@@ -63,10 +65,47 @@ def predict_bias(
     """
     mask = support["mask"].double()
     residual = (support["rating"].double() - means[..., support["item"]]) * mask
-    # An empty support set has a zero residual sum: any denominator >= 1 gives offset 0.
-    count = (mask.sum(-1, keepdim=True) + user_pseudo).clamp(min=1)
-    offset = residual.sum(-1, keepdim=True) / count
+    offset = user_offset(residual, mask, user_pseudo)
     return (means[..., query_item] + offset).clamp(*scale)
+
+
+def user_offset(
+    residual: torch.Tensor, mask: torch.Tensor, pseudo: float | torch.Tensor = 0.0
+) -> torch.Tensor:
+    """The user's offset from the item means, ``(..., 1)``: the support set's residuals
+    (``rating - item mean``, 0 where ``mask`` is false) summed over the last dimension, over
+    the support count plus ``pseudo`` ratings with no offset."""
+    # An empty support set has a zero residual sum: any denominator >= 1 gives offset 0.
+    count = (mask.sum(-1, keepdim=True) + pseudo).clamp(min=1)
+    return residual.sum(-1, keepdim=True) / count
+
+
+def residualize(batch: Batch, means: torch.Tensor, user_pseudo: torch.Tensor) -> Batch:
+    """A task batch's ratings minus the shrunk model's predictions (item ``means`` and the
+    user's offset, shrunk by ``user_pseudo``), in the batch's precision, with ``query_offset``
+    (the query predictions) and ``query_target`` (the query ratings) beside them."""
+    mask, query_mask = batch["support_mask"], batch["query_mask"]
+    dtype = batch["support_rating"].dtype
+    means = means.to(dtype)
+    residual = (batch["support_rating"] - means[batch["support_item"]]) * mask
+    offset = user_offset(residual, mask, user_pseudo.to(dtype))
+    query_base = means[batch["query_item"]] + offset
+    return {
+        **batch,
+        "support_rating": (residual - offset) * mask,
+        "query_rating": (batch["query_rating"] - query_base) * query_mask,
+        "query_offset": query_base,
+        "query_target": batch["query_rating"],
+    }
+
+
+def add_baseline(pred: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, Batch]:
+    """Query predictions of residuals (a batch from :func:`residualize`) made ratings again:
+    the shrunk model's predictions added back, and the batch with its query ratings; both as
+    they are for a batch of ratings."""
+    if "query_offset" not in batch:
+        return pred, batch
+    return pred + batch["query_offset"], {**batch, "query_rating": batch["query_target"]}
 
 
 def pick_pseudo_counts(

@@ -24,8 +24,6 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch.nn.parallel import DistributedDataParallel
 
-from metarec.data.sampler import MetaBatchSampler, shard  # noqa: F401  (re-exported)
-
 # DDP's switch for the buffer broadcast before every forward (renamed in recent torch).
 _NO_FORWARD_BUFFER_SYNC = (
     {"forward_sync_buffers": False}

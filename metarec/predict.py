@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from metarec.api import load
 from metarec.errors import DataError
 from metarec.io import atomic_write_text
 
@@ -32,16 +33,20 @@ def read_ratings(path: str | Path) -> tuple[list[tuple[str, float]], list[int]]:
     header = next((row for row in reader if any(cell.strip() for cell in row)), None)
     names = [cell.strip().lower() for cell in header or []]
     if not set(COLUMNS) <= set(names):
-        raise DataError(f"{path}, line {reader.line_num}: the header must name the columns "
-                        f"item and rating, found {header}")  # fmt: skip
+        raise DataError(
+            f"{path}, line {reader.line_num}: the header must name the columns "
+            f"item and rating, found {header}"
+        )
     item_at, rating_at = names.index("item"), names.index("rating")
     pairs, lines = [], []
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(names):
-            raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, expected "
-                            f"{len(names)} ({','.join(names)})")  # fmt: skip
+            raise DataError(
+                f"{path}, line {reader.line_num}: {len(row)} fields, expected "
+                f"{len(names)} ({','.join(names)})"
+            )
         cell = row[rating_at].strip()
         try:
             rating = float(cell)
@@ -76,13 +81,16 @@ def predict_file(
 ) -> list[tuple[str, float]]:
     """Load ``run``, adapt to the ratings file, write the ``top_k`` items (all with 0) best
     first to ``out`` (atomically) or stdout; returns them."""
-    from metarec.api import load
-
     pairs, lines = read_ratings(ratings)
     loaded = load(run, overrides)
-    ranked = loaded.recommend(pairs, k=top_k, user=user, features=features,
-                              exclude_rated=not include_rated,
-                              where=lambda i: f"{ratings}, line {lines[i]}")  # fmt: skip
+    ranked = loaded.recommend(
+        pairs,
+        k=top_k,
+        user=user,
+        features=features,
+        exclude_rated=not include_rated,
+        where=lambda i: f"{ratings}, line {lines[i]}",
+    )
     if out is None:
         sys.stdout.write(scores_csv(ranked))
         sys.stdout.flush()

@@ -22,15 +22,22 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
-import metarec
-from metarec.config import RunConfig, load_config
+from metarec.config.load import load_config
+from metarec.config.schema import RunConfig
 from metarec.errors import ConfigError, DataError
 from metarec.io import atomic_write_json
+from metarec.version import __version__
 
 LAST = "last.ckpt"
 # Settings a resumed run may change: they do not alter what the finished epochs computed.
-MAY_CHANGE = ("resume", "trainer.progress_bar", "trainer.log_lines_every", "trainer.max_epochs",
-              "tracking.")  # fmt: skip
+MAY_CHANGE = (
+    "name",
+    "resume",
+    "trainer.progress_bar",
+    "trainer.log_lines_every",
+    "trainer.max_epochs",
+    "tracking.",
+)
 
 
 def resume_checkpoint(cfg: RunConfig) -> Path | None:
@@ -43,8 +50,9 @@ def resume_checkpoint(cfg: RunConfig) -> Path | None:
     if value.lower() in ("true", "yes", "last"):
         pattern = re.compile(rf"{re.escape(cfg.name)}-\d{{8}}-\d{{6}}(-\d+)?")
         output = Path(cfg.output_dir)
-        folders = [folder for folder in output.glob(f"{cfg.name}-*")
-                   if pattern.fullmatch(folder.name)]  # fmt: skip
+        folders = [
+            folder for folder in output.glob(f"{cfg.name}-*") if pattern.fullmatch(folder.name)
+        ]
         found = [path for folder in folders if (path := folder / "checkpoints" / LAST).is_file()]
         if not found:
             raise ConfigError(
@@ -94,9 +102,9 @@ def check_same_config(cfg: RunConfig, run_dir: Path) -> None:
         )
 
 
-def check_checkpoint(path: Path, module: torch.nn.Module) -> None:
-    """The file loads safely (``weights_only``) as a Lightning checkpoint of this network:
-    the same parameter names and shapes. Anything else is a ``DataError`` naming the file."""
+def read_checkpoint(path: Path, keys: tuple[str, ...] = ("state_dict",)) -> dict:
+    """A Lightning checkpoint holding ``keys``, read safely (``weights_only``); anything else
+    is a ``DataError`` naming the file."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, garbage, pickled objects: all mean "not usable"
@@ -104,8 +112,15 @@ def check_checkpoint(path: Path, module: torch.nn.Module) -> None:
         raise DataError(
             f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})"
         ) from err
-    if not isinstance(state, dict) or not {"state_dict", "loops", "epoch"} <= set(state):
-        raise DataError(f"{path}: not a Lightning training checkpoint (no state_dict or loops)")
+    if not isinstance(state, dict) or not set(keys) <= set(state):
+        raise DataError(f"{path}: not a Lightning checkpoint (no {' or '.join(keys)})")
+    return state
+
+
+def check_checkpoint(path: Path, module: torch.nn.Module) -> None:
+    """The file loads safely as a Lightning training checkpoint of this network: the same
+    parameter names and shapes. Anything else is a ``DataError`` naming the file."""
+    state = read_checkpoint(path, ("state_dict", "loops", "epoch"))
     expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in state["state_dict"].items()}
     for key in sorted(set(expected) | set(found)):
@@ -212,7 +227,7 @@ def write_versions(cfg: RunConfig, run_dir: Path, resumed_from: Path | None = No
         "torch": torch.__version__,
         "lightning": L.__version__,
         "numpy": np.__version__,
-        "metarec": metarec.__version__,
+        "metarec": __version__,
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "deterministic_algorithms": True,  # make_trainer passes deterministic=True

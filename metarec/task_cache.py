@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from omegaconf import OmegaConf
 
 if TYPE_CHECKING:
-    from metarec.config import RunConfig
+    from metarec.config.schema import RunConfig
     from metarec.data.scenarios import ColdStartTasks
 
 

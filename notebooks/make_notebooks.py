@@ -46,8 +46,8 @@ QUICKSTART = [
         "overrides, exactly as `metarec train` builds it."
     ),
     new_code_cell(
-        "from metarec.config import load_config\n"
-        "from metarec.train import train\n\n"
+        "from metarec.config.load import load_config\n"
+        "from metarec.pipeline import train\n\n"
         'cfg = load_config("../experiments/synthetic/maml.yaml", TINY)\n'
         "result = train(cfg)\n"
         "result.run_dir"
@@ -88,9 +88,9 @@ NEW_LEARNER = [
     new_code_cell(SETUP),
     new_code_cell(
         "from dataclasses import dataclass\n\n"
-        "from metarec.config import LearnerConfig\n"
+        "from metarec.config.schema import LearnerConfig\n"
         "from metarec.config.schema import setting\n"
-        "from metarec.learners import LEARNERS, MetaLearner\n\n\n"
+        "from metarec.catalog import LEARNERS\nfrom metarec.learners.base import MetaLearner\n\n\n"
         "@dataclass\n"
         "class OffsetSettings(LearnerConfig):\n"
         '    shrink: float = setting(5.0, "pseudo-count pulling the offset toward 0")\n\n\n'
@@ -112,8 +112,8 @@ NEW_LEARNER = [
         "the data and task settings, so both are evaluated on identical tasks."
     ),
     new_code_cell(
-        "from metarec.config import load_config\n"
-        "from metarec.train import train\n\n"
+        "from metarec.config.load import load_config\n"
+        "from metarec.pipeline import train\n\n"
         "results = {}\n"
         'for name in ("offset", "maml"):\n'
         '    overrides = [*TINY, f"learner.name={name}", f"name={name}"]\n'

@@ -14,16 +14,21 @@ import sys
 import warnings
 from pathlib import Path
 
-from metarec.config import load_config
-from metarec.learners import LEARNERS
-from metarec.train import train
+from metarec.catalog import LEARNERS
+from metarec.config.load import load_config
+from metarec.pipeline import train
 
 from .conftest import SMALL
 
 # Three meta-steps of 16 tasks; evaluation batches of 16 so that every rank has several,
 # of uneven sizes (the small dataset's scenarios hold 23, 63, 188 and 52 tasks).
-STEPS = ["learner.eval_batch_size=16", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-         "trainer.accelerator=cpu", "trainer.log_every_n_steps=1"]  # fmt: skip
+STEPS = [
+    "learner.eval_batch_size=16",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.accelerator=cpu",
+    "trainer.log_every_n_steps=1",
+]
 RUNS = {
     "maml": ("maml", STEPS),
     "reptile": ("reptile", STEPS),
@@ -33,20 +38,34 @@ RUNS = {
 # Every other learner with weights to train (slow test): two meta-steps each, in float64.
 # Adam divides by the gradient's root mean square, so a weight whose gradient is zero but for
 # rounding (an attention key bias) moves by noise that a sum in another order changes.
-RUNS.update({
-    f"all-{name}": (name, [*STEPS, "trainer.limit_train_batches=2", "trainer.precision=64-true"])
-    for name in LEARNERS.names()
-    if name not in ("textsim", "mean", "bias")  # textsim needs item texts; no weights to train
-})  # fmt: skip
+RUNS.update(
+    {
+        f"all-{name}": (
+            name,
+            [*STEPS, "trainer.limit_train_batches=2", "trainer.precision=64-true"],
+        )
+        for name in LEARNERS.names()
+        if name not in ("textsim", "mean", "bias")  # textsim needs item texts; no weights to train
+    }
+)
 
 
 def run(name: str, devices: int, out: Path) -> Path:
     """Run ``name`` on ``devices`` processes; its run folder."""
     learner, overrides = RUNS[name]
     strategy = "ddp" if devices > 1 else "auto"
-    cfg = load_config(None, [*SMALL, f"learner.name={learner}", *overrides,
-                             f"trainer.devices={devices}", f"trainer.strategy={strategy}",
-                             f"output_dir={out / name}", f"name={name}"])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            *SMALL,
+            f"learner.name={learner}",
+            *overrides,
+            f"trainer.devices={devices}",
+            f"trainer.strategy={strategy}",
+            f"output_dir={out / name}",
+            f"name={name}",
+        ],
+    )
     return train(cfg).run_dir
 
 

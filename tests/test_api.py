@@ -1,4 +1,4 @@
-"""The Python API (`metarec.train`, `metarec.load`, `.predict`), `load_from_checkpoint` and
+"""The Python API (`metarec.train`, `metarec.load`, `.predict`, `load_learner`) and
 `metarec predict`, on one small synthetic run."""
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import pytest
 import torch
 
 import metarec
-from metarec.api import NEW_USER, resolve_config
+from metarec.api import load_learner, resolve_config
+from metarec.catalog import LEARNERS
 from metarec.cli import main
-from metarec.config import RunConfig
+from metarec.config.schema import RunConfig
 from metarec.errors import DataError
-from metarec.learners import LEARNERS, MetaLearner
+from metarec.learners.base import MetaLearner
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
-from metarec.train import RunResult
+from metarec.pipeline import RunResult
+from metarec.run import NEW_USER
 
 from .conftest import SMALL
 
@@ -26,8 +28,9 @@ from .conftest import SMALL
 def result(tmp_path_factory) -> RunResult:
     out = tmp_path_factory.mktemp("runs")
     trainer = {"max_epochs": 1, "limit_train_batches": 0.5, "log_every_n_steps": 2}
-    return metarec.train("experiments/synthetic/maml.yaml", SMALL, trainer=trainer,
-                         output_dir=str(out))  # fmt: skip
+    return metarec.train(
+        "experiments/synthetic/maml.yaml", SMALL, trainer=trainer, output_dir=str(out)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +38,26 @@ def run(result):
     return metarec.load(result.run_dir)
 
 
-def test_import_metarec_is_light_and_train_stays_a_module():
+def test_import_metarec_is_light_and_train_is_the_api_function():
     code = "import sys, metarec; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    import metarec.train as train_module
+    import metarec.api
 
-    assert callable(metarec.train) and metarec.train is train_module
-    assert callable(train_module.prepare_tasks)  # the module's functions are all still there
+    assert metarec.train is metarec.api.train and metarec.load is metarec.api.load
 
 
 def test_train_takes_a_file_a_config_object_overrides_and_settings():
-    cfg = resolve_config("experiments/synthetic/maml.yaml", "seed=3", trainer={"max_epochs": 4},
-                         tracking={"tags": ["a b", "c"]}, learner={"inner_lr": 1e-05})  # fmt: skip
-    assert (cfg.name, cfg.seed, cfg.trainer.max_epochs) == ("synthetic-maml", 3, 4)
+    cfg = resolve_config(
+        "experiments/synthetic/maml.yaml",
+        "seed=3",
+        trainer={"max_epochs": 4},
+        tracking={"tags": ["a b", "c"]},
+        learner={"inner_lr": 1e-05},
+    )
+    # The name says what changed what runs; epochs and W&B tags do not name a run.
+    name = "synthetic-maml-seed=3-inner_lr=1e-05"
+    assert (cfg.name, cfg.seed, cfg.trainer.max_epochs) == (name, 3, 4)
     assert cfg.tracking.tags == ["a b", "c"] and cfg.learner.inner_lr == 1e-05
     again = resolve_config(cfg, ["trainer.max_epochs=5"])
     assert isinstance(again, RunConfig) and (again.seed, again.trainer.max_epochs) == (3, 5)
@@ -61,18 +70,16 @@ def test_train_returns_the_run_result(result):
     assert set(result.metrics) == {"warm", "new_user", "new_item", "new_user_item"}
 
 
-def test_load_from_checkpoint_rebuilds_the_learner(result):
+def test_load_learner_rebuilds_the_learner(result):
     best = result.run_dir / "checkpoints" / "best.ckpt"
     saved = torch.load(best, weights_only=True)
     assert "name: synthetic-maml" in saved["hyper_parameters"]["metarec_config"]
-    maml = LEARNERS.get("maml")
-    learner = maml.load_from_checkpoint(best)
-    assert type(learner) is maml and not learner.training
+    learner = load_learner(best)
+    assert type(learner) is LEARNERS.get("maml") and not learner.training
     for key, value in saved["state_dict"].items():
         assert torch.equal(learner.state_dict()[key], value), key
-    assert type(MetaLearner.load_from_checkpoint(best)) is maml  # the base class finds it
-    with pytest.raises(TypeError, match="holds a 'maml' learner"):
-        LEARNERS.get("protonet").load_from_checkpoint(best)
+    with pytest.raises(TypeError, match="metarec.api.load_learner"):
+        MetaLearner.load_from_checkpoint(best)  # Lightning's way cannot rebuild the network
 
 
 def test_a_checkpoint_without_the_config_uses_its_run_folder(result):
@@ -81,7 +88,7 @@ def test_a_checkpoint_without_the_config_uses_its_run_folder(result):
     older = result.run_dir / "checkpoints" / "older.ckpt"
     torch.save(state, older)
     try:
-        assert type(MetaLearner.load_from_checkpoint(older)).__name__ == "MAML"
+        assert type(load_learner(older)).__name__ == "MAML"
     finally:
         older.unlink()
 
@@ -100,9 +107,8 @@ def _task(run, scenario: str, index: int) -> tuple[list[tuple[str, float]], list
 def test_predict_gives_the_evaluations_query_predictions(result, run):
     """A warm test user's support ratings -> the very predictions evaluation made."""
     tasks = run.tasks.test["warm"]
-    batch = run.learner.residualize(tasks[torch.arange(len(tasks))])
     with torch.enable_grad():
-        evaluated = run.learner(batch).detach()
+        evaluated = run.learner(tasks[torch.arange(len(tasks))]).detach()
     per_task = read_per_task(result.run_dir / PER_TASK_FILE)["warm"]
     for index in (0, 3, len(tasks) - 1):
         pairs, query = _task(run, "warm", index)
@@ -110,8 +116,9 @@ def test_predict_gives_the_evaluations_query_predictions(result, run):
         scores = run.predict(pairs, items=query, user=user)
         assert list(scores) == query
         got = torch.tensor([scores[item] for item in query])
-        torch.testing.assert_close(got, evaluated[index][tasks.query_mask[index]],
-                                   atol=1e-5, rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            got, evaluated[index][tasks.query_mask[index]], atol=1e-5, rtol=0
+        )
         mae = (got - tasks.query_rating[index][tasks.query_mask[index]]).abs().mean()
         assert float(mae) == pytest.approx(per_task["mae"][per_task["task"].index(user)], abs=1e-5)
 
@@ -157,19 +164,35 @@ def _write(path, text):
 
 def test_predict_command_writes_the_top_items(result, run, tmp_path, capsys):
     pairs, _ = _task(run, "new_user", 1)
-    ratings = _write(tmp_path / "me.csv",
-                     "item,rating\n" + "".join(f"{i},{r:g}\n" for i, r in pairs))  # fmt: skip
+    ratings = _write(
+        tmp_path / "me.csv", "item,rating\n" + "".join(f"{i},{r:g}\n" for i, r in pairs)
+    )
     out = tmp_path / "top.csv"
-    assert main(["predict", str(result.run_dir), "--ratings", ratings, "--top-k", "7",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                str(result.run_dir),
+                "--ratings",
+                ratings,
+                "--top-k",
+                "7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["item", "score"] and len(rows) == 8
     expected = run.recommend(pairs, k=7)
     assert [row[0] for row in rows[1:]] == [item for item, _ in expected]
     assert [float(row[1]) for row in rows[1:]] == pytest.approx([s for _, s in expected], abs=1e-5)
     capsys.readouterr()
-    assert main(["predict", str(result.run_dir), "--ratings", ratings, "--top-k", "0",
-                 "--user", "5"]) == 0  # fmt: skip
+    assert (
+        main(["predict", str(result.run_dir), "--ratings", ratings, "--top-k", "0", "--user", "5"])
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "item,score" and len(printed) == 1 + len(run.item_ids) - len(pairs)
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from metarec.config import load_config
-from metarec.learners import MetaLearner
-from metarec.train import build_learner, evaluate, prepare_tasks, train, validate
+from metarec.build import build_learner, prepare_tasks
+from metarec.config.load import load_config
+from metarec.learners.base import MetaLearner
+from metarec.pipeline import evaluate, train, validate
 
 from .conftest import SMALL
 

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from metarec.baselines.mean import Mean, MeanRatings, MeanSettings
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of
 from metarec.data.datamodule import ColdStartDataModule
-from metarec.train import bias_baseline, build_learner, evaluate
+from metarec.learners.base import LearnerContext
+from metarec.pipeline import bias_baseline, evaluate
 
 from .conftest import SMALL
 
@@ -53,7 +55,7 @@ def _fit(learner, tasks, steps: int) -> None:
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_mean_kinds_by_hand(kind):
     net = MeanRatings(MEANS, torch.tensor(3.2, dtype=torch.float64), (1.0, 5.0))
-    learner = Mean(net, MeanSettings(kind=kind))
+    learner = Mean(LearnerContext(net, MeanSettings(kind=kind)))
     assert not learner.trainable
     predicted = learner.predict(learner.adapt(SUPPORT), QUERY)
     torch.testing.assert_close(predicted, torch.tensor(EXPECTED[kind], dtype=torch.float64))

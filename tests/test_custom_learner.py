@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from metarec.catalog import LEARNERS
 from metarec.cli import main
-from metarec.config import LearnerConfig
-from metarec.config.schema import setting
-from metarec.learners import LEARNERS, MetaLearner
+from metarec.config.schema import LearnerConfig, setting
+from metarec.learners.base import MetaLearner
 
 from .conftest import SMALL
 
@@ -55,8 +55,17 @@ def test_registered_learner_runs_through_metarec_train(shift_learner, tmp_path):
 
 def test_unknown_setting_of_a_custom_learner_names_it(shift_learner, capsys):
     # MAML's settings are not the custom learner's: the override is rejected before any work.
-    assert main(["train", "experiments/synthetic/maml.yaml", "learner.name=shift",
-                 "learner.inner_steps=3"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "experiments/synthetic/maml.yaml",
+                "learner.name=shift",
+                "learner.inner_steps=3",
+            ]
+        )
+        == 2
+    )
     assert "learner.inner_steps" in capsys.readouterr().err
 
 

@@ -30,9 +30,14 @@ def launch(out: Path, devices: int, names: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT", "NODE_RANK"):
         env.pop(key, None)  # a fresh launch, whatever this process was started by
-    done = subprocess.run([sys.executable, "-m", "tests.ddp_runs", str(out), str(devices),
-                           *names], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.ddp_runs", str(out), str(devices), *names],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
 
 
@@ -74,8 +79,10 @@ def test_two_processes_take_the_one_device_meta_steps(runs, name):
 
 def test_two_processes_evaluate_every_task_once(runs):
     """Sharded evaluation, uneven shards and batches: the one-process metrics.json."""
-    one, two = (json.loads((run_folder(folder, "evaluation") / "metrics.json").read_text())
-                for folder in runs)  # fmt: skip
+    one, two = (
+        json.loads((run_folder(folder, "evaluation") / "metrics.json").read_text())
+        for folder in runs
+    )
     assert one.keys() == two.keys()
     assert any(values["n_tasks"] % 2 for values in one.values())  # shards of unequal size
     for scenario, values in one.items():

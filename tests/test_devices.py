@@ -20,9 +20,10 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import metarec
-from metarec.config import load_config
-from metarec.learners import LEARNERS, MetaLearner
-from metarec.train import build_learner
+from metarec.build import build_learner
+from metarec.catalog import LEARNERS
+from metarec.config.load import load_config
+from metarec.learners.base import MetaLearner
 
 from .conftest import SMALL, learner_overrides
 

@@ -8,13 +8,6 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_readme_example_learner_is_the_real_file():
-    code = (ROOT / "metarec" / "learners" / "ridge.py").read_text()
-    body = code[code.index("@dataclass") :]
-    assert f"```python\n{body}```" in README
-    assert len(code.splitlines()) <= 80
-
-
 def test_readme_set_up_commands_are_the_makefile_and_ci_ones():
     makefile = (ROOT / "Makefile").read_text()
     assert "make demo" in README and "make test" in README

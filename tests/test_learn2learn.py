@@ -11,15 +11,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from metarec.config import load_config
-from metarec.train import build_learner
+from metarec.build import build_learner
+from metarec.config.load import load_config
 
 from .conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-TINY = [*SMALL, "model.hidden=[8,8]", "model.embedding_dim=4", "learner.adapt=all",
-        "learner.inner_steps=3", "learner.inner_lr=0.3"]  # fmt: skip
+TINY = [
+    *SMALL,
+    "model.hidden=[8,8]",
+    "model.embedding_dim=4",
+    "learner.adapt=all",
+    "learner.inner_steps=3",
+    "learner.inner_lr=0.3",
+]
 # The harnesses' own options for a run on the small synthetic data.
 SMALL_RUN = ["--synthetic", *(arg for key in SMALL for arg in ("--set", key))]
 
@@ -64,8 +70,9 @@ def test_float32_gradient_check_passes(meta_training, small_tasks):
     with_l2l = meta_training.has_learn2learn()
     report = meta_training.check_gradients(learner, batch, with_learn2learn=with_l2l)
     assert set(report) == {"float64", "float32"}
-    assert set(report["float32"]["max_abs_diff"]) == ({"loop", "learn2learn"} if with_l2l
-                                                      else {"loop"})  # fmt: skip
+    assert set(report["float32"]["max_abs_diff"]) == (
+        {"loop", "learn2learn"} if with_l2l else {"loop"}
+    )
 
 
 def test_split_tasks_drops_padding(meta_training, small_tasks):
@@ -77,8 +84,22 @@ def test_split_tasks_drops_padding(meta_training, small_tasks):
 
 def test_meta_training_harness_writes_json(meta_training, tmp_path):
     out = tmp_path / "meta_training.json"
-    args = [*SMALL_RUN, "--set", "learner.meta_batch_size=4", "--set", "learner.inner_steps=2",
-            "--steps", "1", "--repeat", "2", "--threads", "1", "2", "--out", str(out)]  # fmt: skip
+    args = [
+        *SMALL_RUN,
+        "--set",
+        "learner.meta_batch_size=4",
+        "--set",
+        "learner.inner_steps=2",
+        "--steps",
+        "1",
+        "--repeat",
+        "2",
+        "--threads",
+        "1",
+        "2",
+        "--out",
+        str(out),
+    ]
     result = meta_training.main(args)
     assert json.loads(out.read_text()) == result
     assert set(result["by_threads"]) == {"1", "2"}  # each thread count timed
@@ -92,8 +113,19 @@ def test_serving_harness_writes_json(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "meta_training", raising=False)
     serving = _benchmark("serving")
     out = tmp_path / "serving.json"
-    args = [*SMALL_RUN, "--users", "6", "--batch-size", "4", "--repeat", "1", "--threads", "1",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        *SMALL_RUN,
+        "--users",
+        "6",
+        "--batch-size",
+        "4",
+        "--repeat",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     result = serving.main(args)
     assert json.loads(out.read_text()) == result
     assert result["users"] == 6 and result["max_prediction_diff"] < 1e-4
@@ -103,6 +135,7 @@ def test_serving_harness_writes_json(monkeypatch, tmp_path):
 
 def test_meta_training_harness_refuses_partial_adaptation(meta_training, tmp_path):
     with pytest.raises(SystemExit):
-        meta_training.main(["--synthetic", "--set", "learner.adapt=decision",
-                            "--out", str(tmp_path / "x.json")])  # fmt: skip
+        meta_training.main(
+            ["--synthetic", "--set", "learner.adapt=decision", "--out", str(tmp_path / "x.json")]
+        )
     assert not (tmp_path / "x.json").exists()

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from metarec.config import LearnerConfig, TaskConfig
-from metarec.learners import LEARNERS, MetaLearner
+from metarec.catalog import LEARNERS
+from metarec.config.schema import LearnerConfig, TaskConfig
+from metarec.learners.base import LearnerContext, MetaLearner
 from metarec.learners.functional import (
     InnerLoop,
     Weights,
-    adapt_tasks,
     inner_loop,
     masked_bce,
     masked_mse,
@@ -47,7 +47,7 @@ def test_a_learner_missing_adapt_or_predict_cannot_be_made_and_names_it(missing)
     methods = {"adapt": lambda self, support: support, "predict": lambda self, state, query: 0}
     del methods[missing]
     with pytest.raises(TypeError, match=f"abstract.*{missing}"):
-        _learner_class(**methods)(Scorer(), LearnerConfig())
+        _learner_class(**methods)(LearnerContext(Scorer(), LearnerConfig()))
 
 
 def test_every_registered_learner_implements_adapt_and_predict():
@@ -55,14 +55,14 @@ def test_every_registered_learner_implements_adapt_and_predict():
     assert not abstract  # those that do not adapt (mean, widedeep, ...) too
 
 
-def test_a_learner_with_both_is_made_with_task_and_levels_at_once():
+def test_a_learner_with_both_is_made_from_one_context():
     learner_cls = _learner_class(adapt=lambda self, s: s, predict=lambda self, st, q: 0)
     levels = torch.arange(1.0, 6.0)
-    like = learner_cls(Scorer(), LearnerConfig(), TaskConfig(target="like"), levels)
-    assert like.binary and like.loss is masked_bce and like.rating_levels is levels
-    rating = learner_cls(Scorer(), LearnerConfig())  # what the tasks predict by default
+    like = learner_cls(LearnerContext(Scorer(), LearnerConfig(), TaskConfig(target="like"), levels))
+    assert like.binary and like.loss is masked_bce and like.evaluator.levels is levels
+    rating = learner_cls(LearnerContext(Scorer(), LearnerConfig()))  # a rating task by default
     assert rating.task == TaskConfig() and not rating.binary and rating.loss is masked_mse
-    assert rating.rating_levels is None
+    assert rating.evaluator.levels is None and rating.residual is None
 
 
 def test_split_params_splits_by_name_and_parameter_in_order():
@@ -102,19 +102,20 @@ def test_inner_loop_takes_plain_sgd_steps_on_the_support_loss():
     task = {key: value[0] for key, value in _support().items()}
     adapted = inner_loop(net, weights, task, InnerLoop(steps=1, lr=0.1))
     params = {name: p.detach().clone().requires_grad_() for name, p in weights.fast.items()}
-    pred = torch.func.functional_call(net, ({**params}, weights.buffers),
-                                      (task["user"], task["item"]))  # fmt: skip
+    pred = torch.func.functional_call(
+        net, ({**params}, weights.buffers), (task["user"], task["item"])
+    )
     masked_mse(pred, task["rating"], task["mask"]).backward()
     for name, param in params.items():
         torch.testing.assert_close(adapted[name], param - 0.1 * param.grad)
 
 
-def test_adapt_tasks_adapts_each_task_as_the_inner_loop_alone_does():
+def test_inner_loop_adapt_adapts_each_task_as_the_inner_loop_alone_does():
     torch.manual_seed(0)
     net = Scorer()
     weights = split_params(net, lambda name, _: name != "items.weight", detach=True)
     support, inner = _support(), InnerLoop(steps=3, lr=0.2, first_order=True)
-    state = adapt_tasks(net, weights, support, inner)
+    state = inner.adapt(net, support, weights)
     assert set(state.fast) == set(weights.fast)
     for t in range(2):
         alone = inner_loop(net, weights, {k: v[t] for k, v in support.items()}, inner)
@@ -140,8 +141,10 @@ def test_batch_metrics_are_the_rating_and_like_metrics_of_one_batch():
 
 
 def test_task_columns_stack_batches_in_task_order_as_float64():
-    chunks = [{"mae": torch.tensor([1.0, 2.0]), "auc": torch.tensor([0.5, 0.6])},
-              {"mae": torch.tensor([3.0]), "auc": torch.tensor([0.7])}]  # fmt: skip
+    chunks = [
+        {"mae": torch.tensor([1.0, 2.0]), "auc": torch.tensor([0.5, 0.6])},
+        {"mae": torch.tensor([3.0]), "auc": torch.tensor([0.7])},
+    ]
     columns = task_columns(chunks)
     assert list(columns) == ["mae", "auc"] and columns["mae"].dtype == torch.float64
     assert columns["mae"].tolist() == [1.0, 2.0, 3.0]
@@ -152,8 +155,12 @@ def test_task_columns_stack_batches_in_task_order_as_float64():
 def test_metric_keys_and_flat_summaries():
     assert metric_key("val", None, "mae") == "val/mae"
     assert metric_key("test", "new_user", "ndcg@3") == "test/new_user/ndcg@3"
-    summaries = {"warm": {"mae": 0.9, "n_tasks": 10, "auc": 0.7, "auc_n_tasks": 9},
-                 "new_item": {"mae": 1.0, "n_tasks": 5}}  # fmt: skip
+    summaries = {
+        "warm": {"mae": 0.9, "n_tasks": 10, "auc": 0.7, "auc_n_tasks": 9},
+        "new_item": {"mae": 1.0, "n_tasks": 5},
+    }
     assert flat_metrics("test", summaries) == {
-        "test/warm/mae": 0.9, "test/warm/auc": 0.7, "test/new_item/mae": 1.0,
-    }  # fmt: skip
+        "test/warm/mae": 0.9,
+        "test/warm/auc": 0.7,
+        "test/new_item/mae": 1.0,
+    }

@@ -11,12 +11,12 @@ import lightning as L
 import pytest
 import torch
 
+from metarec.build import build_learner
+from metarec.catalog import LEARNERS
 from metarec.cli import main
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.data.datamodule import ColdStartDataModule
 from metarec.data.scenarios import SCENARIOS
-from metarec.learners import LEARNERS
-from metarec.train import build_learner
 
 from .conftest import SMALL, learner_overrides
 
@@ -37,11 +37,17 @@ def tasks_for(small_tasks, small_text_tasks):
 @pytest.mark.parametrize("name", ALL)
 def test_quick_run_writes_finite_metrics(name, tmp_path, tiny_text_model):
     args = ["train", "experiments/synthetic/maml.yaml", *SMALL, f"learner.name={name}"]
-    args += [f"output_dir={tmp_path / 'runs'}", "trainer.max_epochs=1",
-             "trainer.limit_train_batches=3"]  # fmt: skip
+    args += [
+        f"output_dir={tmp_path / 'runs'}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+    ]
     if name in TEXT_ONLY:  # texts embedded by the tiny model, cached in the test's folder
-        args += ["item.text=replace", f"encoder.model={tiny_text_model}",
-                 f"encoder.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+        args += [
+            "item.text=replace",
+            f"encoder.model={tiny_text_model}",
+            f"encoder.cache_dir={tmp_path / 'cache'}",
+        ]
     assert main(args) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -60,9 +66,15 @@ def test_one_outer_step_moves_every_slow_weight(name, tasks_for):
         pytest.skip(f"{name} has no weights to train")
     before = copy.deepcopy(dict(learner.named_parameters()))
     datamodule = ColdStartDataModule(tasks_for(name), 8, 8, seed=0)
-    trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, inference_mode=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+    )
     trainer.fit(learner, datamodule=datamodule)
     for param_name, param in learner.named_parameters():
         if param.requires_grad:

@@ -7,10 +7,10 @@ import itertools
 import pytest
 import torch
 
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.config.load import load_config
 from metarec.data.batch import length_groups, take_tasks
 from metarec.registry import LEARNERS
-from metarec.train import build_learner
 from tests.conftest import SMALL, learner_overrides
 
 

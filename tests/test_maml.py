@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of
 from metarec.learners.functional import masked_mse
-from metarec.train import build_learner
 
 from .conftest import SMALL
 

@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of
 from metarec.metrics import summarize, task_metrics
-from metarec.train import build_learner, train
+from metarec.pipeline import train
 
 from .conftest import SMALL
 

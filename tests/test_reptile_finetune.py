@@ -10,12 +10,13 @@ import torch
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.catalog import LEARNERS
+from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of, whole_task
 from metarec.errors import ConfigError
-from metarec.learners import LEARNERS
+from metarec.learners.base import LearnerContext
 from metarec.learners.functional import masked_mse
-from metarec.train import build_learner
 
 from .conftest import SMALL
 
@@ -89,7 +90,7 @@ def test_reptile_is_always_first_order():
 
 def _tuned_like(learner, name, *overrides):
     """A ``name`` learner around the same (trained) network as ``learner``."""
-    return LEARNERS.get(name)(learner.net, _settings(name, *overrides)).eval()
+    return LEARNERS.get(name)(LearnerContext(learner.net, _settings(name, *overrides))).eval()
 
 
 def _predict(learner, batch):
@@ -138,7 +139,7 @@ def test_lora_tunes_only_adapters_and_leaves_the_network(small_tasks):
     assert state.fast and all("lora_A" in name or "lora_B" in name for name in state.fast)
     assert all(weights.shape[0] == 6 for weights in state.fast.values())
     assert any(not torch.equal(w[0], w[1]) for w in state.fast.values())
-    for name, weights in state.weights.frozen.items():
+    for name, weights in state.start.frozen.items():
         original = name.removeprefix("base_model.model.").replace(".base_layer", "")
         assert torch.equal(weights, before[original]), name
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from metarec.bias import predict_bias
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.config.load import load_config
 from metarec.data.batch import support_of
 from metarec.errors import ConfigError
-from metarec.train import build_learner, train
+from metarec.learners.evaluator import evaluate_all
+from metarec.pipeline import train
 
 from .conftest import SMALL
 
@@ -24,38 +26,50 @@ def _learner(small_tasks, name="maml", *extra):
 
 def test_residuals_are_the_shrunk_baseline_errors_and_add_back_to_ratings(small_tasks):
     cfg, learner = _learner(small_tasks)
-    shrunk = build_learner(load_config(None, [*SMALL, "learner.name=mean",
-                                              "learner.kind=shrunk"]), small_tasks)  # fmt: skip
-    assert float(learner.bias_user_pseudo) == shrunk.chosen_user_pseudo
+    shrunk = build_learner(
+        load_config(None, [*SMALL, "learner.name=mean", "learner.kind=shrunk"]), small_tasks
+    )
+    assert float(learner.residual.user_pseudo) == shrunk.chosen_user_pseudo
     batch = small_tasks.test["new_user"][torch.arange(40)]
-    res = learner.residualize(batch)
-    base = predict_bias(support_of(batch), batch["query_item"], shrunk.net.item_mean.double(),
-                        (-math.inf, math.inf), shrunk.net.user_pseudo)  # fmt: skip
+    res = learner.residual(batch)
+    base = predict_bias(
+        support_of(batch),
+        batch["query_item"],
+        shrunk.net.item_mean.double(),
+        (-math.inf, math.inf),
+        shrunk.net.user_pseudo,
+    )
     assert torch.allclose(res["query_offset"].double(), base, atol=1e-5)
     mask = batch["query_mask"]
-    assert torch.allclose((res["query_rating"] + res["query_offset"])[mask],
-                          batch["query_rating"][mask], atol=1e-5)  # fmt: skip
+    assert torch.allclose(
+        (res["query_rating"] + res["query_offset"])[mask], batch["query_rating"][mask], atol=1e-5
+    )
     assert torch.equal(res["query_target"], batch["query_rating"])
-    assert learner.residualize(res) is res  # never twice
+    assert learner.residual(res) is res  # never twice
 
 
 def test_a_network_predicting_zero_residual_scores_as_the_baseline(small_tasks):
     cfg, learner = _learner(small_tasks, "anil", "learner.inner_steps=0")
     with torch.no_grad():
-        learner.net.decision[-1].weight.zero_()
-        learner.net.decision[-1].bias.zero_()
+        learner.net.head.weight.zero_()
+        learner.net.head.bias.zero_()
     shrunk_cfg = load_config(None, [*SMALL, "learner.name=mean", "learner.kind=shrunk"])
     shrunk = build_learner(shrunk_cfg, small_tasks)
-    ours = learner.evaluate_all({"new_user": small_tasks.test["new_user"]})["new_user"]
-    theirs = shrunk.evaluate_all({"new_user": small_tasks.test["new_user"]})["new_user"]
+    ours = evaluate_all(learner, {"new_user": small_tasks.test["new_user"]})["new_user"]
+    theirs = evaluate_all(shrunk, {"new_user": small_tasks.test["new_user"]})["new_user"]
     # The same predictions but for the baseline's clamping to the scale.
     assert ours["mae"] == pytest.approx(theirs["mae"], abs=2e-3)
     assert ours["ndcg@3"] == pytest.approx(theirs["ndcg@3"], abs=1e-6)
 
 
 def test_a_residual_run_reports_rating_metrics(tmp_path):
-    overrides = [*SMALL, "learner.name=melu", "learner.residual=true", "trainer.max_epochs=1",
-                 f"output_dir={tmp_path}"]  # fmt: skip
+    overrides = [
+        *SMALL,
+        "learner.name=melu",
+        "learner.residual=true",
+        "trainer.max_epochs=1",
+        f"output_dir={tmp_path}",
+    ]
     metrics = train(load_config(None, overrides)).metrics
     for values in metrics.values():
         assert 0.3 < values["mae"] < 1.5 and 0.3 < values["mae_round"] < 1.6

@@ -34,8 +34,15 @@ def _config(tmp_path: Path) -> Path:
 
 
 def _train(config: Path, out: Path, *overrides: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "metarec.cli", "train", str(config), f"output_dir={out}",
-               *overrides]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "metarec.cli",
+        "train",
+        str(config),
+        f"output_dir={out}",
+        *overrides,
+    ]
     return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -1,4 +1,4 @@
-"""Per-task embedding rows (``adapt_tasks``): the same adaptation as whole per-task tables."""
+"""Per-task embedding rows (``InnerLoop.adapt``): the same adaptation as whole per-task tables."""
 
 from __future__ import annotations
 
@@ -6,18 +6,11 @@ import pytest
 import torch
 from torch.func import vmap
 
-from metarec.config import load_config
+from metarec.build import build_learner
+from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of, whole_task
-from metarec.learners.functional import (
-    InnerLoop,
-    Weights,
-    adapt_tasks,
-    call,
-    inner_loop,
-    local_rows,
-    predict_tasks,
-)
-from metarec.train import build_learner
+from metarec.encoders.features import local_rows
+from metarec.learners.functional import InnerLoop, Weights, call, inner_loop
 from tests.conftest import SMALL
 
 
@@ -58,10 +51,10 @@ def test_adapted_predictions_equal_whole_table_adaptation(small_tasks):
     batch = _batch(small_tasks)
     support, query = support_of(batch), query_of(batch)
     with torch.enable_grad():
-        state = adapt_tasks(net, Weights(fast, {}, buffers), support, InnerLoop(4, 0.3, True))
+        state = InnerLoop(4, 0.3, True).adapt(net, support, Weights(fast, {}, buffers))
         whole = _whole_tables(net, fast, {}, buffers, support, 4, 0.3)
     assert any(state.fast[k].shape[1] < fast[k].shape[0] for k in state.tables)  # cut tables
-    sparse = predict_tasks(net, state, Weights(fast, {}, buffers), query)
+    sparse = state.predict(query)
     dense = vmap(lambda w, u, i: call(net, w, {}, buffers, u, i))(
         whole, query["user"], query["item"]
     )
@@ -75,7 +68,7 @@ def test_reptile_outer_step_equals_the_mean_of_whole_table_solutions(small_tasks
     slow = {k: p.detach() for k, p in net.named_parameters()}
     buffers = dict(net.named_buffers())
     task = whole_task(_batch(small_tasks))
-    solutions = adapt_tasks(net, Weights(slow, {}, buffers), task, InnerLoop(3, 0.3, True))
+    solutions = InnerLoop(3, 0.3, True).adapt(net, task, Weights(slow, {}, buffers))
     whole = _whole_tables(net, slow, {}, buffers, task, 3, 0.3)
     deltas = learner.deltas(slow, solutions)
     for name, phi in whole.items():

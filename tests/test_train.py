@@ -7,10 +7,12 @@ import json
 import pytest
 import torch
 
+from metarec.build import build_learner
+from metarec.catalog import load_dataset
 from metarec.cli import main
-from metarec.config import load_config
-from metarec.data.scenarios import SCENARIOS, ColdStartTasks, load_dataset
-from metarec.train import build_learner, evaluate
+from metarec.config.load import load_config
+from metarec.data.scenarios import SCENARIOS, ColdStartTasks
+from metarec.pipeline import evaluate
 
 from .conftest import SMALL
 
@@ -93,7 +95,7 @@ def test_divergence_stops_with_a_clear_error(tmp_path, capsys):
 
 
 def test_learners_command_lists_every_learner_and_one_learners_settings(capsys):
-    from metarec.learners import LEARNERS
+    from metarec.catalog import LEARNERS
 
     assert main(["learners"]) == 0
     listed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]

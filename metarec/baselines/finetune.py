@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -18,16 +17,7 @@ from torch import nn
 from metarec.config.schema import LearnerConfig, setting
 from metarec.data.batch import Batch, whole_task
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import (
-    Adapted,
-    InnerLoop,
-    Params,
-    Weights,
-    adapt_tasks,
-    predict_tasks,
-    split_params,
-    trainable,
-)
+from metarec.learners.functional import Adapted, InnerLoop, Weights, split_params, trainable
 from metarec.registry import LEARNERS
 
 # LoRA's A matrices start random; a fixed seed gives every evaluation the same adapters, so a
@@ -38,18 +28,6 @@ LORA_INIT_SEED = 0
 def is_adapter(name: str, param: nn.Parameter) -> bool:
     """Whether a weight of a ``peft`` model is one of its LoRA matrices (A or B)."""
     return "lora_A" in name or "lora_B" in name
-
-
-class Tuned(NamedTuple):
-    """Per-task fine-tuned weights and what ``predict_tasks`` needs besides them."""
-
-    net: nn.Module
-    adapted: Adapted  # one copy per task of each tuned weight (tables: the task's rows)
-    weights: Weights  # the weights tuned from (fast), those left as they are, the buffers
-
-    @property
-    def fast(self) -> Params:
-        return self.adapted.fast
 
 
 class PooledNetwork(MetaLearner):
@@ -73,7 +51,7 @@ class PooledNetwork(MetaLearner):
         """The network to fine-tune per task and its weights (the tuned ones fast), or None."""
         return None
 
-    def adapt(self, support: Batch) -> Tuned | None:
+    def adapt(self, support: Batch) -> Adapted | None:
         """``inner_steps`` SGD steps per task from the trained (detached) weights; None when
         nothing is tuned."""
         setup = self.tuning_weights()
@@ -81,12 +59,12 @@ class PooledNetwork(MetaLearner):
             return None
         net, weights = setup
         inner = InnerLoop(self.cfg.inner_steps, self.cfg.inner_lr, first_order=True, loss=self.loss)
-        return Tuned(net, adapt_tasks(net, weights, support, inner), weights)
+        return inner.adapt(net, support, weights)
 
-    def predict(self, state: Tuned | None, query: Batch) -> torch.Tensor:
+    def predict(self, state: Adapted | None, query: Batch) -> torch.Tensor:
         if state is None:
             return self.net(query["user"].unsqueeze(-1), query["item"])
-        return predict_tasks(state.net, state.adapted, state.weights, query)
+        return state.predict(query)
 
 
 @LEARNERS.register("global")
@@ -127,24 +105,18 @@ class LoRASettings(FinetuneSettings):
 
 @LEARNERS.register("lora")
 class LoRA(Finetune):
-    """LoRA adapters on every Linear layer under ``decision.``, tuned per task; B starts at
-    zero, so with no steps the predictions are the global network's."""
+    """LoRA adapters on every decision layer (``net.decision_layers()``), tuned per task; B
+    starts at zero, so with no steps the predictions are the global network's."""
 
     Settings = LoRASettings
 
     def tuning_weights(self) -> tuple[nn.Module, Weights]:
         from peft import LoraConfig, get_peft_model  # optional extra: pip install metarec[lora]
 
-        prefix = self.net.DECISION_PREFIX
-        targets = [
-            name
-            for name, module in self.net.named_modules()
-            if isinstance(module, nn.Linear) and name.startswith(prefix)
-        ]
         config = LoraConfig(
             r=self.cfg.lora_rank,
             lora_alpha=self.cfg.lora_alpha,
-            target_modules=targets,
+            target_modules=self.net.decision_layers(),
             lora_dropout=0.0,
         )
         with torch.random.fork_rng():

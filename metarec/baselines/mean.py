@@ -116,8 +116,12 @@ class Mean(MetaLearner):
             )
             log.info(
                 "mean (shrunk): item_pseudo=%g, user_pseudo=%g, picked on %d validation tasks "
-                "(MAE %.4f)", item_pseudo, user_pseudo, len(tasks.val), mae,
-            )  # fmt: skip
+                "(MAE %.4f)",
+                item_pseudo,
+                user_pseudo,
+                len(tasks.val),
+                mae,
+            )
         means = item_means(items, ratings, n_items, item_pseudo)
         return MeanRatings(means, global_mean, scale, (item_pseudo, user_pseudo))
 

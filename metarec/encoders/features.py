@@ -1,12 +1,67 @@
-"""Embeddings of categorical user and item features (MeLU's input layer)."""
+"""Embeddings of categorical user and item features (MeLU's input layer), and their tables
+cut to the rows a task uses (what per-task adaptation of the tables adapts)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from metarec.data.schema import FeatureTable
+
+
+class LocalRows(NamedTuple):
+    """The rows of one embedding table that each task of a batch looks up."""
+
+    rows: torch.Tensor  # (T, R): each task's distinct table rows, ascending, row 0 first
+    count: torch.Tensor  # (T,): how many of them each task has (the rest is row 0 padding)
+
+    def find(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local positions of table rows ``ids`` (T, M) (0 where a row is not the task's),
+        and whether each is the task's: a binary search, no table-sized arrays."""
+        past = torch.arange(self.rows.shape[1], device=ids.device) >= self.count[:, None]
+        keys = self.rows.masked_fill(past, torch.iinfo(self.rows.dtype).max)  # ascending
+        position = torch.searchsorted(keys, ids.contiguous()).clamp(max=self.rows.shape[1] - 1)
+        found = keys.gather(1, position) == ids
+        return torch.where(found, position, 0), found
+
+
+def local_rows(used: torch.Tensor) -> LocalRows:
+    """Each task's distinct rows among ``used`` (T, N), ascending, row 0 (padding) first."""
+    ids = torch.cat([used.new_zeros(len(used), 1), used], 1).sort(1).values
+    first = torch.ones_like(ids, dtype=torch.bool)  # the first of each run of equal rows
+    first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    rank = first.cumsum(1) - 1
+    count = rank[:, -1] + 1
+    size = int(count.max())
+    rows = ids.new_zeros(len(ids), size + 1)
+    rows.scatter_(1, torch.where(first, rank, size), ids)  # repeats go to a spare column
+    return LocalRows(rows[:, :size], count)
+
+
+def mixing(index: torch.Tensor, weight: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
+    """(T, N, R) weights of each task's local ``table`` (T, R, dim) rows in its N rows'
+    feature embeddings, from their local ``index`` (T, N, width) and value ``weight``
+    (T, N, width, 1; None: one value per row, weight 1): the embeddings are ``mix @ table``.
+
+    A batched matmul of a small dense matrix, forward and backward, costs a fraction of a
+    lookup's scatter-add backward under ``vmap`` (``benchmarks/meta_training.py``).
+    """
+    mix = table.new_zeros(*index.shape[:-1], table.shape[1])
+    weight = torch.ones_like(index, dtype=mix.dtype) if weight is None else weight.squeeze(-1)
+    return mix.scatter_add_(-1, index, weight.to(mix))
+
+
+class TaskRows(NamedTuple):
+    """A :class:`FeatureEmbedding`'s weights and buffers for a batch of tasks that each read
+    only their own rows, named as in the module (``functional_call``'s names below it)."""
+
+    tables: dict[str, torch.Tensor]  # those given, cut to each task's rows (T, R, dim)
+    buffers: dict[str, torch.Tensor]  # all of them, those indexed by row cut to the tasks' rows
+    local: dict[str, LocalRows]  # the rows each cut table holds, by weight name
+    per_task: frozenset[str]  # the buffers that now have a leading task dimension
 
 
 class FeatureEmbedding(nn.Module):
@@ -28,7 +83,7 @@ class FeatureEmbedding(nn.Module):
         for name in self.names:
             values = np.asarray(table.values[name], dtype=np.int64)
             self.register_buffer(f"table_{name}", torch.from_numpy(values), persistent=False)
-            # Set only by a learner that cut the tables to a task's rows (``functional.localize``)
+            # Set only for tasks that read their own rows (``task_rows``)
             self.register_buffer(f"mix_{name}", None, persistent=False)
             if values.shape[1] > 1 or not (values > 0).all():
                 present = values > 0  # each value weighs 1 / count, padding 0
@@ -50,12 +105,42 @@ class FeatureEmbedding(nn.Module):
 
     @property
     def row_buffers(self) -> list[str]:
-        """The buffers indexed by row, which a learner may cut to a task's rows and then call
-        this module with positions in them; none when a text tower reads the rows' ids."""
+        """The buffers indexed by row, which :meth:`task_rows` cuts to a task's rows; none
+        when a text tower reads the rows' ids."""
         if self.text_model is not None:
             return []
         tables = [f"table_{name}" for name in self.names] + [f"weight_{n}" for n in self.weighted]
         return tables + (["text"] if self.text_projection else [])
+
+    def task_rows(
+        self, tables: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], rows: torch.Tensor
+    ) -> TaskRows | None:
+        """This module for tasks that each read only ``rows`` (T, N), called with positions in
+        them: every row-indexed buffer cut to each task's rows, and each embedding table in
+        ``tables`` (the module's weights adapted per task, by their names in it) cut to the
+        rows those reach; such a feature is then embedded by its ``mix_`` buffer
+        (:func:`mixing`) in place of its value and weight buffers. ``buffers`` are the
+        module's. None when there is nothing to cut: no table of its in ``tables``, or a text
+        tower that reads the ids itself.
+        """
+        keys = {name: f"embeddings.{name}.weight" for name in self.names}
+        if not any(key in tables for key in keys.values()) or not self.row_buffers:
+            return None
+        tables, buffers, local, per_task = dict(tables), dict(buffers), {}, set()
+        for buffer in self.row_buffers:
+            per_task.add(buffer)
+            buffers[buffer] = buffers[buffer][rows]  # (T, N, ...)
+        for name, key in keys.items():
+            if key not in tables:
+                continue
+            values = buffers.pop(f"table_{name}")  # (T, N, width) of task rows
+            local[key] = found = local_rows(values.flatten(1))
+            tables[key] = tables[key][found.rows]
+            index = found.find(values.flatten(1))[0].view(values.shape)
+            weight = buffers.pop(f"weight_{name}", None)
+            buffers[f"mix_{name}"] = mixing(index, weight, tables[key])
+            per_task.add(f"mix_{name}")
+        return TaskRows(tables, buffers, local, frozenset(per_task & set(buffers)))
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` of any shape -> embeddings of shape ``rows.shape + (out_dim,)``."""

@@ -25,12 +25,12 @@ def relu_layers(width: int, hidden: list[int]) -> tuple[list[nn.Module], int]:
 class MeLUNet(nn.Module):
     """Concatenated feature embeddings -> ReLU layers -> rating (Lee et al., KDD 2019).
 
-    Parameters under ``decision.`` are the decision layers (the output layer included), the
-    only ones MeLU's local update adapts. On 0/1 targets (``dataset.binary``) the output is a
-    probability: a sigmoid of the last layer, whose bias starts at the logit of the mean.
+    What learners use beside calling it: :meth:`features` (the last hidden layer) and
+    :attr:`head` (the output layer that reads it), for a learner that solves the head per
+    task; :meth:`decision_layers`, the layers MeLU's local update adapts. On 0/1 targets
+    (``dataset.binary``) the output is a probability: a sigmoid of the head, whose bias
+    starts at the logit of the mean.
     """
-
-    DECISION_PREFIX = "decision."
 
     def __init__(self, dataset: RecDataset, cfg: ModelConfig, rating_mean: float = 3.5):
         super().__init__()
@@ -49,6 +49,24 @@ class MeLUNet(nn.Module):
 
     # The input each feature embedding reads: lets a learner adapt only a task's rows.
     FEATURE_INPUTS = {"user_features": "user", "item_features": "item"}
+
+    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer for (user row, item row) pairs, broadcast together: what
+        :attr:`head` reads, ``(..., width)``."""
+        user, item = torch.broadcast_tensors(user, item)
+        joined = torch.cat([self.user_features(user), self.item_features(item)], -1)
+        return self.decision[:-1](joined)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The output layer: :meth:`features` -> one rating (a logit on 0/1 targets)."""
+        return self.decision[-1]
+
+    def decision_layers(self) -> list[str]:
+        """The names (as in ``named_modules``) of the decision layers, the output layer last:
+        every linear layer after the feature embeddings."""
+        layers = self.decision.named_children()
+        return [f"decision.{name}" for name, layer in layers if isinstance(layer, nn.Linear)]
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predicted ratings for (user row, item row) pairs of any broadcastable shape.

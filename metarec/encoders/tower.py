@@ -17,7 +17,8 @@ from torch import nn
 from torch._C._functorch import is_functorch_wrapped_tensor
 
 from metarec.config.schema import EncoderConfig
-from metarec.encoders.text import load_text_model, pool, resolve_model, tokenize
+from metarec.encoders.pooling import pool
+from metarec.encoders.text import load_text_model, resolve_model, tokenize
 
 # LoRA's query/value targets for an architecture peft has no default for, by module name:
 # BERT-like, decoder LLMs, MPNet, DistilBERT.
@@ -117,8 +118,9 @@ def _with_lora(encoder: nn.Module, cfg: EncoderConfig) -> nn.Module:
     from peft import LoraConfig, inject_adapter_in_model
 
     targets = lora_targets(encoder, cfg.model)
-    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets,
-                        lora_dropout=0.0)  # fmt: skip
+    config = LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0
+    )
     encoder = inject_adapter_in_model(config, encoder)
     for name, param in encoder.named_parameters():
         param.requires_grad = "lora_" in name

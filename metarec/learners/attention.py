@@ -74,10 +74,12 @@ class InContextNet(nn.Module):
         # Always-present token: no row of attention is ever fully masked (no NaN), and a
         # task with little support still has something to read.
         self.prior = nn.Parameter(torch.randn(1, 1, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, cfg.heads, cfg.feedforward, cfg.dropout,
-                                           batch_first=True, norm_first=True)  # fmt: skip
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, norm=nn.LayerNorm(width),
-                                             enable_nested_tensor=False)  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            width, cfg.heads, cfg.feedforward, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, cfg.layers, norm=nn.LayerNorm(width), enable_nested_tensor=False
+        )
         self.cross = nn.MultiheadAttention(width, cfg.heads, cfg.dropout, batch_first=True)
         # The head reads the query pair and what it read from the support set.
         layers, width = relu_layers(2 * width, features.hidden)

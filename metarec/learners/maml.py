@@ -13,15 +13,7 @@ import torch
 from metarec.config.schema import LearnerConfig, setting
 from metarec.data.batch import Batch
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import (
-    Adapted,
-    InnerLoop,
-    Params,
-    Weights,
-    adapt_tasks,
-    predict_tasks,
-    split_params,
-)
+from metarec.learners.functional import Adapted, InnerLoop, Params, Weights, split_params
 from metarec.registry import LEARNERS
 
 
@@ -50,7 +42,8 @@ class MAML(MetaLearner):
         # Frozen weights (a text encoder's under encoder.trainable=lora) never adapt.
         names = [name for name, p in self.net.named_parameters() if p.requires_grad]
         if self.cfg.adapt == "decision":
-            return [name for name in names if name.startswith(self.net.DECISION_PREFIX)]
+            layers = set(self.net.decision_layers())
+            return [name for name in names if name.rsplit(".", 1)[0] in layers]
         if self.cfg.adapt == "last":
             last_layer = names[-1].rsplit(".", 1)[0]
             return [name for name in names if name.rsplit(".", 1)[0] == last_layer]
@@ -73,10 +66,10 @@ class MAML(MetaLearner):
         return InnerLoop(self.cfg.inner_steps, self.inner_lr(), first_order, self.loss)
 
     def adapt(self, support: Batch) -> Adapted:
-        return adapt_tasks(self.net, self.weights(), support, self.inner_loop())
+        return self.inner_loop().adapt(self.net, support, self.weights())
 
     def predict(self, state: Adapted, query: Batch) -> torch.Tensor:
-        return predict_tasks(self.net, state, self.weights(), query)
+        return state.predict(query)
 
 
 @dataclass

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import TaskConfig, setting
+from metarec.config.schema import setting
+from metarec.learners.base import LearnerContext
 from metarec.learners.functional import Params
 from metarec.learners.maml import MAML, MAMLSettings
-from metarec.metrics.evaluate import Scoring
 from metarec.registry import LEARNERS
 
 
@@ -25,21 +25,14 @@ class MetaSGD(MAML):
 
     Settings = MetaSGDSettings
 
-    def __init__(
-        self,
-        net: nn.Module,
-        cfg: MetaSGDSettings,
-        task: TaskConfig | None = None,
-        levels: torch.Tensor | None = None,
-        scoring: Scoring | None = None,
-    ):
-        super().__init__(net, cfg, task, levels, scoring)
-        shapes = dict(net.named_parameters())
+    def __init__(self, context: LearnerContext):
+        super().__init__(context)
+        shapes = dict(self.net.named_parameters())
         # ParameterDict keys may not contain dots.
         self.log_lr = nn.ParameterDict(
             {
                 name.replace(".", "/"): nn.Parameter(
-                    torch.full_like(shapes[name], float(torch.tensor(cfg.inner_lr).log()))
+                    torch.full_like(shapes[name], float(torch.tensor(self.cfg.inner_lr).log()))
                 )
                 for name in self.adapted_names()
             }

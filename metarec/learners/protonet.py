@@ -13,14 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, ModelConfig, TaskConfig, setting
+from metarec.config.schema import LearnerConfig, ModelConfig, setting
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 from metarec.encoders.network import relu_layers
-from metarec.learners.base import MetaLearner
-from metarec.metrics.evaluate import Scoring
+from metarec.learners.base import LearnerContext, MetaLearner
 from metarec.registry import LEARNERS
 
 Prototypes = tuple[torch.Tensor, torch.Tensor]  # (T, levels, dim) means, (T, levels) present
@@ -74,17 +73,10 @@ class ProtoNet(MetaLearner):
     ) -> nn.Module:
         return PairEmbedding(tasks.dataset, model)
 
-    def __init__(
-        self,
-        net: PairEmbedding,
-        cfg: ProtoNetSettings,
-        task: TaskConfig | None = None,
-        levels: torch.Tensor | None = None,
-        scoring: Scoring | None = None,
-    ):
-        super().__init__(net, cfg, task, levels, scoring)
+    def __init__(self, context: LearnerContext):
+        super().__init__(context)
         # Learned in log space so that the temperature stays positive.
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(self.cfg.temperature)))
 
     def adapt(self, support: Batch) -> Prototypes:
         embedded = self.net(support["user"].unsqueeze(-1), support["item"])  # (T, S, D)

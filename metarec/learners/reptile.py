@@ -11,15 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from metarec.config.schema import TaskConfig, setting
+from metarec.config.schema import setting
 from metarec.data.batch import Batch, query_of, whole_task
 from metarec.distributed import mean_over_ranks, share_of_meta_batch
 from metarec.errors import ConfigError
-from metarec.learners.functional import Adapted, InnerLoop, Params, adapt_tasks
+from metarec.learners.base import LearnerContext
+from metarec.learners.functional import Adapted, InnerLoop, Params
 from metarec.learners.maml import MAML, MAMLSettings
-from metarec.metrics.evaluate import Scoring
 from metarec.registry import LEARNERS
 
 
@@ -50,15 +49,8 @@ class Reptile(MAML):
 
     Settings = ReptileSettings
 
-    def __init__(
-        self,
-        net: nn.Module,
-        cfg: ReptileSettings,
-        task: TaskConfig | None = None,
-        levels: torch.Tensor | None = None,
-        scoring: Scoring | None = None,
-    ):
-        super().__init__(net, cfg, task, levels, scoring)
+    def __init__(self, context: LearnerContext):
+        super().__init__(context)
         self.automatic_optimization = False  # the outer step is an interpolation, not a backward
 
     def on_fit_start(self) -> None:
@@ -73,7 +65,7 @@ class Reptile(MAML):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         slow = self.weights(detach=True)  # no graph to θ
         inner = InnerLoop(self.cfg.inner_steps, self.inner_lr(), first_order=True, loss=self.loss)
-        solutions = adapt_tasks(self.net, slow, whole_task(batch), inner)
+        solutions = inner.adapt(self.net, whole_task(batch), slow)
         with torch.no_grad():
             pred = self.predict(solutions, query_of(batch))
             loss = self.loss(pred, batch["query_rating"], batch["query_mask"]).mean()

@@ -1,8 +1,7 @@
 """R2-D2 (Bertinetto et al., ICLR 2019) for ratings: the output layer is solved in closed form.
 
 Each task fits a ridge regression from the network's last hidden features to the support
-ratings; the rest of the network is meta-learned through that differentiable solve. This file
-is also the README's example of a learner written from scratch.
+ratings; the rest of the network is meta-learned through that differentiable solve.
 """
 
 from __future__ import annotations
@@ -30,18 +29,14 @@ class Ridge(MetaLearner):
 
     def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """The network's last hidden layer for (user, item) pairs, with a constant 1 appended."""
-        net = self.net
-        user, item = torch.broadcast_tensors(user.unsqueeze(-1), item)
-        hidden = net.decision[:-1](
-            torch.cat([net.user_features(user), net.item_features(item)], -1)
-        )
+        hidden = self.net.features(user.unsqueeze(-1), item)
         return torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)
 
     def adapt(self, support: Batch) -> torch.Tensor:
         x = self.features(support["user"], support["item"]) * support["mask"].unsqueeze(-1)
         # Ridge around the global output layer: solve for the offset from it.
-        out = self.net.decision[-1]
-        prior = torch.cat([out.weight[0], out.bias])
+        head = self.net.head
+        prior = torch.cat([head.weight[0], head.bias])
         residual = (support["rating"] - x @ prior) * support["mask"]
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
         gram = x.transpose(1, 2) @ x + self.cfg.ridge_l2 * eye

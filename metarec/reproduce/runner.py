@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.task_cache import TaskCache
 
 
@@ -32,7 +32,7 @@ class Job:
 def run_job(job: Job, task_cache: TaskCache | None = None) -> list[dict]:
     """Train one run: a row per scenario (``key``, scenario, status ``ok``, seconds, val_mae,
     run_dir, the metrics), or one row with status ``failed: <error>`` and its ``trace``."""
-    from metarec.train import train
+    from metarec.pipeline import train
 
     try:
         result = train(load_config(job.config, job.overrides), task_cache=task_cache)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.errors import TrainingDiverged
 from metarec.io import atomic_write_text
 from metarec.report.sweep import sweep_markdown, write_sweep_summary
@@ -41,7 +41,7 @@ class Trial:
 def run_trial(sweep: Sweep, name: str, params: dict, out: Path) -> Trial:
     """Train one trial into ``out`` and read its metric back from its ``summary.json``; a
     diverged run is a failed trial."""
-    from metarec.train import train
+    from metarec.pipeline import train
 
     overrides = [*sweep.fixed, *sweep.extra, *(f"{k}={format_value(v)}" for k, v in params.items())]
     config, overrides = split_config(sweep.config, overrides)

@@ -1,8 +1,9 @@
-"""One linear pipeline: dataset -> tasks -> learner -> trainer -> evaluation -> run folder."""
+"""One linear pipeline: dataset -> tasks -> learner -> trainer -> evaluation -> run folder.
+
+The parts are built in :mod:`metarec.build`; here they run, in order, and write the results."""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,18 +11,17 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 
-import metarec
+from metarec.build import build_learner, launch_rank, make_datamodule, make_trainer, prepare_tasks
 from metarec.catalog import LEARNERS
-from metarec.config import ModelConfig, RunConfig, TaskConfig, to_yaml
+from metarec.config.load import to_yaml
+from metarec.config.schema import ModelConfig, RunConfig, TaskConfig
 from metarec.data.datamodule import ColdStartDataModule
-from metarec.data.scenarios import ColdStartTasks, load_dataset
-from metarec.distributed import lightning_strategy
-from metarec.encoders.attach import attach_item_text
-from metarec.errors import ConfigError
+from metarec.data.scenarios import ColdStartTasks
 from metarec.io import atomic_write_json, atomic_write_text
-from metarec.learners import MetaLearner
+from metarec.learners.base import LearnerContext, MetaLearner
+from metarec.learners.evaluator import evaluate_all
 from metarec.metrics.evaluate import Scoring, flat_metrics, metric_key
 from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
 from metarec.progress import progress_lines, quiet_lightning
@@ -54,11 +54,13 @@ class BestValidation(Callback):
         self.monitor, self.sign = monitor, 1.0 if mode == "min" else -1.0
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        current = {key: float(value) for key, value in trainer.callback_metrics.items()
-                   if key.startswith("val/")}  # fmt: skip
+        current = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
         key, sign = self.monitor, self.sign
-        if key in current and (key not in self.best
-                               or sign * current[key] < sign * self.best[key]):  # fmt: skip
+        if key in current and (key not in self.best or sign * current[key] < sign * self.best[key]):
             self.best = current
 
     def state_dict(self) -> dict[str, float]:
@@ -88,81 +90,6 @@ def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
     return run_dir
 
 
-def launch_rank(cfg: RunConfig) -> int:
-    """This process's global rank in the configured launch, 0 when it runs alone, as
-    Lightning reads it (its own DDP launcher's, torchrun's or SLURM's variables)."""
-    return make_trainer(cfg, run_dir=None).global_rank
-
-
-def prepare_tasks(cfg: RunConfig, cache: TaskCache | None = None) -> ColdStartTasks:
-    """The run's dataset (with item text embeddings when ``item.text`` asks) and its tasks;
-    from ``cache`` when it holds them (a process that trains many runs on the same data)."""
-    if cache is not None:
-        return cache.get(cfg, prepare_tasks)
-    dataset = load_dataset(cfg.data)
-    dataset = attach_item_text(dataset, cfg.item, cfg.encoder, progress=cfg.trainer.progress_bar)
-    return ColdStartTasks(dataset, cfg.data, cfg.task)
-
-
-def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
-    """The configured learner around the network it builds from the meta-training tasks."""
-    learner_cls = LEARNERS.get(cfg.learner.name)
-    if tasks.unit not in learner_cls.units:
-        raise ConfigError(
-            f"key 'task.unit': learner '{cfg.learner.name}' supports task.unit "
-            f"{' or '.join(learner_cls.units)}, not '{tasks.unit}'"
-        )
-    net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
-    scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items), cfg.task.full_ranking)
-    learner = learner_cls(net, cfg.learner, cfg.task, tasks.rating_levels(), scoring)
-    # In every checkpoint, so that `load_from_checkpoint` can rebuild the learner.
-    learner.keep_run_config(to_yaml(replace(cfg, resume=None)))
-    if cfg.learner.residual:
-        if cfg.task.target != "rating":
-            raise ConfigError("key 'learner.residual': residuals need task.target=rating")
-        learner.learn_residuals(tasks)
-    return learner
-
-
-def make_trainer(
-    cfg: RunConfig, run_dir: Path | None, callbacks=(), loggers: tuple[Logger, ...] = ()
-) -> L.Trainer:
-    """Lightning's Trainer; ``inference_mode=False`` because evaluation adapts with gradients.
-
-    With a ``run_dir`` it logs to ``<run_dir>/logs/metrics.csv``, and to ``loggers`` beside it
-    (W&B's, when ``tracking.wandb`` is on).
-    """
-    csv = [CSVLogger(run_dir, name="", version="logs")] if run_dir else []
-    return L.Trainer(
-        max_epochs=cfg.trainer.max_epochs,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes,
-        strategy=lightning_strategy(cfg.trainer.strategy),
-        # The datamodule shards tasks itself (the same meta-batches as one device; evaluation
-        # without the repeated tasks a DistributedSampler pads with).
-        use_distributed_sampler=False,
-        precision=cfg.trainer.precision,
-        limit_train_batches=cfg.trainer.limit_train_batches,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        inference_mode=False,
-        deterministic=True,
-        logger=[*csv, *loggers] if run_dir else False,
-        callbacks=list(callbacks),
-        enable_checkpointing=bool(callbacks),
-        enable_progress_bar=cfg.trainer.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-    )
-
-
-def make_datamodule(cfg: RunConfig, tasks: ColdStartTasks) -> ColdStartDataModule:
-    """The run's meta-batches (training) and evaluation batches of ``tasks``."""
-    return ColdStartDataModule(tasks, cfg.learner.meta_batch_size,
-                               cfg.learner.eval_batch_size, cfg.seed)  # fmt: skip
-
-
 @quiet_lightning()
 def evaluate(
     learner: MetaLearner,
@@ -175,7 +102,7 @@ def evaluate(
     ``datamodule`` and evaluation ``trainer`` when given, else new ones)."""
     trainer = trainer or make_trainer(cfg, run_dir=None)
     trainer.test(learner, datamodule=datamodule or make_datamodule(cfg, tasks), verbose=False)
-    return learner.test_results
+    return learner.evaluator.results
 
 
 @quiet_lightning()
@@ -189,8 +116,11 @@ def validate(
     """The ``val/*`` metrics of ``learner`` as it is now (for learners with nothing to fit)."""
     trainer = trainer or make_trainer(cfg, run_dir=None)
     trainer.validate(learner, datamodule=datamodule or make_datamodule(cfg, tasks), verbose=False)
-    return {key: float(value) for key, value in trainer.callback_metrics.items()
-            if key.startswith("val/")}  # fmt: skip
+    return {
+        key: float(value)
+        for key, value in trainer.callback_metrics.items()
+        if key.startswith("val/")
+    }
 
 
 def bias_baseline(
@@ -204,7 +134,9 @@ def bias_baseline(
     settings = mean.Settings(name="mean", kind="bias")
     net = mean.build_network(tasks, ModelConfig(), settings)
     scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items))  # sampled ranking only
-    return mean(net, settings, task, tasks.rating_levels(), scoring).evaluate_all(tasks.test)
+    task = task if task is not None else TaskConfig()
+    context = LearnerContext(net, settings, task, tasks.rating_levels(), scoring)
+    return evaluate_all(mean(context), tasks.test)
 
 
 def _fit_and_evaluate(
@@ -220,13 +152,20 @@ def _fit_and_evaluate(
     """Fit (keeping the epoch best on the scoring's validation metric, e.g. ``val/mae``),
     evaluate, and, in the ``writer`` process, compute the baseline and write the run's result
     files."""
-    monitor, mode = metric_key("val", None, learner.scoring.monitor), learner.scoring.mode
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor=monitor, mode=mode, save_top_k=1)  # fmt: skip
+    scoring = learner.evaluator.scoring
+    monitor, mode = metric_key("val", None, scoring.monitor), scoring.mode
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1
+    )
     # last.ckpt after every epoch: what `resume` continues from (see metarec/resume.py). Its
     # own callback: since Lightning 2.6 `save_last=True` rewrites it only with a new best.
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
-                           save_top_k=1, enable_version_counter=False)  # fmt: skip
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
     best_val = BestValidation(monitor, mode)
     datamodule = make_datamodule(cfg, tasks)  # one for fitting, validating and testing
     if learner.trainable:  # a no-learning baseline has nothing to fit
@@ -241,7 +180,7 @@ def _fit_and_evaluate(
     tester = make_trainer(cfg, run_dir=None)  # no callbacks or loggers: evaluation only
     val = best_val.best if learner.trainable else validate(learner, tasks, cfg, datamodule, tester)
     metrics = evaluate(learner, tasks, cfg, datamodule, tester)
-    per_task = learner.test_per_task
+    per_task = learner.evaluator.per_task
     seconds = time.perf_counter() - start
     summary = summary_metrics(val, metrics, seconds)
     if not writer:  # every process has the metrics; rank 0 alone writes the run folder
@@ -285,10 +224,11 @@ def train(cfg: RunConfig, task_cache: TaskCache | None = None) -> RunResult:
             wandb_logger.experiment.finish(exit_code=1)
         raise
     finish(wandb_logger, summary)
-    return RunResult(run_dir=run_dir, metrics=metrics, baseline=baseline, seconds=seconds,
-                     val_mae=summary.get("val/mae"), summary=summary)  # fmt: skip
-
-
-# `metarec.train(config, ...)` is the Python API (metarec/api.py), while `metarec.train` stays
-# this module, whose attributes `reproduce` and the tests use.
-sys.modules[__name__].__class__ = metarec.CallableTrainModule
+    return RunResult(
+        run_dir=run_dir,
+        metrics=metrics,
+        baseline=baseline,
+        seconds=seconds,
+        val_mae=summary.get("val/mae"),
+        summary=summary,
+    )
