@@ -1,9 +1,11 @@
 """Command line: ``metarec train CONFIG [key=value ...]``, ``metarec sweep SWEEP.yaml``,
 ``metarec reproduce DATASET``, ``metarec results FOLDER``, ``metarec learners``,
-``metarec predict RUN`` and ``metarec data ...``.
+``metarec datasets``, ``metarec predict RUN`` and ``metarec data ...``; ``--plugin MODULE``
+before the command imports a researcher's learners and datasets.
 
 Imports stay inside the commands: ``metarec --help`` must not wait for torch and Lightning
-(``metarec.errors``, which imports nothing, is the one module-level import).
+(``metarec.errors`` and the registry commands, which import nothing at module level, are
+the module-level imports).
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ import sys
 import warnings
 from pathlib import Path
 
+from metarec.cli_registry import data_command, datasets_command, learners_command
 from metarec.errors import ConfigError, DataError, TrainingDiverged
 
 
 def _train(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from metarec.config import load_config
+    from metarec.config.load import load_config
+    from metarec.pipeline import train
     from metarec.report import print_table
     from metarec.sweep import split_config
-    from metarec.train import train
 
-    cfg = load_config(*split_config(args.config, args.overrides))
+    plugins = [f"plugins=[{','.join(args.plugin)}]"] if args.plugin else []
+    cfg = load_config(*split_config(args.config, [*args.overrides, *plugins]))
     result = train(cfg)  # keeps Lightning's info lines and known harmless warnings quiet
     if rank_zero_only.rank == 0:  # the other processes of a multi-device run stay quiet
         print_table(cfg, result.metrics, result.baseline)
@@ -85,53 +89,9 @@ def _results(args: argparse.Namespace) -> int:
     dataset = args.dataset or folder.name.replace("_", "-")
     print(write_report(folder, rows, dataset, f"{dataset}: {folder}"), end="")
     if args.readme:
-        update_readme(Path(args.readme), folder)
+        update_readme(Path(args.readme), folder, dataset)
         print(f"updated {args.readme}")
     return 0
-
-
-def _file_status(root: Path, name: str, check: bool | str) -> str:
-    """'ok', 'missing' or 'checksum mismatch', from ``verify_melu``'s value for the file: that
-    string itself, or a bool (False: missing unless the file, plain or gzipped, is there)."""
-    if isinstance(check, str):
-        return check
-    if check:
-        return "ok"
-    present = (root / name).is_file() or (root / f"{name}.gz").is_file()
-    return "checksum mismatch" if present else "missing"
-
-
-def _data(args: argparse.Namespace) -> int:
-    from metarec.config import DataConfig
-    from metarec.data.amazon import download_amazon, verify_amazon
-    from metarec.data.melu_files import download_melu, verify_melu
-    from metarec.data.scenarios import data_root
-    from metarec.data.tallrec import download_ml100k, verify_ml100k
-
-    download, verify = {
-        "melu-ml1m": (download_melu, verify_melu),
-        "amazon-unisrec": (download_amazon, verify_amazon),
-        "tallrec-ml100k": (download_ml100k, verify_ml100k),
-    }[args.dataset]
-    root = Path(args.root) if args.root else data_root(DataConfig(name=args.dataset))
-    if args.action == "download":
-        download(root)
-    statuses = {name: _file_status(root, name, check) for name, check in verify(root).items()}
-    width = max(map(len, statuses))
-    for name, status in statuses.items():
-        print(f"{name:<{width}}  {status}")
-    bad = {status: sum(s == status for s in statuses.values()) for status in statuses.values()
-           if status != "ok"}  # fmt: skip
-    if not bad:
-        print(f"{args.dataset} in {root}: all {len(statuses)} files ok")
-        return 0
-    counts = ", ".join(f"{count} {status}" for status, count in bad.items())
-    print(
-        f"{args.dataset} in {root}: {counts}; fetch them with `metarec data download "
-        f"{args.dataset} --root {root}` (checksums checked, a mismatched file replaced), or point "
-        "--root (data.root, $METAREC_DATA_DIR) at the folder that holds them"
-    )
-    return 1
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -151,32 +111,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _learners(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from metarec.catalog import LEARNERS
-
-    if args.name and args.name not in LEARNERS:
-        raise ConfigError(
-            f"unknown learner '{args.name}' (registered: {', '.join(LEARNERS.names())})"
-        )
-    for name in [args.name] if args.name else LEARNERS.names():
-        learner = LEARNERS.get(name)
-        summary = " ".join((learner.__doc__ or "").strip().split("\n\n")[0].split())
-        print(f"{name}: {summary}")
-        if args.name:
-            for spec in dataclasses.fields(learner.Settings):
-                if spec.name == "name":
-                    continue
-                default = getattr(learner.Settings(), spec.name)
-                print(f"  learner.{spec.name} = {default!r}  # {spec.metadata.get('help', '')}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``metarec`` argument parser and its commands."""
     parser = argparse.ArgumentParser(
         prog="metarec", description="Meta-learning for cold-start recommendation."
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (your learners and datasets); train records it in plugins",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
@@ -231,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     res.set_defaults(func=_results)
     learners = commands.add_parser("learners", help="list learners, or one learner's settings")
     learners.add_argument("name", nargs="?", help="a learner name: show its settings")
-    learners.set_defaults(func=_learners)
+    learners.set_defaults(func=learners_command)
+    datasets = commands.add_parser("datasets", help="list datasets, or one dataset's settings")
+    datasets.add_argument("name", nargs="?", help="a dataset name: show its settings")
+    datasets.set_defaults(func=datasets_command)
     pred = commands.add_parser(
         "predict", help="adapt a trained run to a new user's ratings; items ranked by score"
     )
@@ -259,9 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.set_defaults(func=_predict)
     data = commands.add_parser("data", help="download or verify a dataset (checksums checked)")
     data.add_argument("action", choices=["download", "verify"])
-    data.add_argument("dataset", choices=["melu-ml1m", "amazon-unisrec", "tallrec-ml100k"])
+    data.add_argument("dataset", help="a dataset with files: melu-ml1m, amazon-unisrec, ...")
     data.add_argument("--root", help="data folder (default: $METAREC_DATA_DIR/<dataset> or cache)")
-    data.set_defaults(func=_data)
+    data.set_defaults(func=data_command)
     return parser
 
 
@@ -269,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one clear line, not a traceback."""
     args = build_parser().parse_args(argv)
     try:
+        if args.plugin:
+            from metarec.config.load import import_plugins
+
+            import_plugins(args.plugin, "--plugin")
         return args.func(args)
     except (ConfigError, DataError, TrainingDiverged) as err:  # bad input or settings
         print(f"metarec: error: {err}", file=sys.stderr)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from metarec.config import RunConfig
+from metarec.config.schema import RunConfig
 
 # Lightning's loggers: "GPU available", "TPU available", the litlogger tip, "`Trainer.fit`
 # stopped" and the distributed set-up lines are INFO records of these.

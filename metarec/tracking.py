@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
 
-from metarec.config import RunConfig, to_yaml
+from metarec.config.load import to_yaml
+from metarec.config.schema import RunConfig
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_text
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -11,9 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-import metarec.catalog  # noqa: F401  (registers every learner and baseline, first)
-from metarec.config import load_config
-from metarec.data.scenarios import ColdStartTasks, load_dataset
+from metarec.catalog import load_dataset
+from metarec.config.load import load_config
+from metarec.data.scenarios import ColdStartTasks
+
+# A researcher's modules whose learners and datasets the registry-wide checks also cover:
+# METAREC_PLUGINS=mypackage.learners pytest tests/test_learners.py
+for _module in filter(None, os.environ.get("METAREC_PLUGINS", "").split(",")):
+    importlib.import_module(_module)
 
 # A synthetic dataset small enough for unit tests, big enough that adaptation shows.
 SMALL = [
@@ -28,7 +35,7 @@ SMALL = [
 def learner_overrides(name: str) -> list[str]:
     """``learner.name=NAME``, with ``item.text=replace`` for a learner of item text alone
     (``needs_item_text``: its config is refused without)."""
-    from metarec.registry import LEARNERS
+    from metarec.catalog import LEARNERS
 
     needs_text = LEARNERS.get(name).needs_item_text
     return [f"learner.name={name}", *(["item.text=replace"] if needs_text else [])]

@@ -13,12 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+from metarec.build import build_learner
+from metarec.catalog import load_dataset
 from metarec.cli import main
-from metarec.config import load_config
-from metarec.data import amazon
-from metarec.data.amazon import load_amazon, verify_amazon
+from metarec.config.load import load_config
+from metarec.data.amazon import load_amazon
 from metarec.data.implicit import new_item_rows
-from metarec.data.scenarios import ColdStartTasks, load_dataset
+from metarec.data.scenarios import ColdStartTasks
+from metarec.data.source import Files
+from metarec.datasets import amazon_unisrec
+from metarec.datasets.amazon_unisrec import AmazonUniSRec
 from metarec.errors import ConfigError, DataError
 from metarec.metrics.ranking import (
     expected_rank_metrics,
@@ -26,7 +30,7 @@ from metarec.metrics.ranking import (
     learner_full_ranking,
     ranking_metrics,
 )
-from metarec.train import build_learner, train
+from metarec.pipeline import train
 
 from .conftest import TINY_WORDS
 
@@ -120,7 +124,7 @@ def tasks(root) -> ColdStartTasks:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_loader_rebuilds_each_users_full_sequence(tmp_path, sequences, gz):
-    dataset = load_amazon(write_files(tmp_path, unisrec_files(sequences), gz=gz))
+    dataset = load_amazon(write_files(tmp_path, unisrec_files(sequences), gz=gz), "amazon-unisrec")
     users = dataset.states["warm_state"]
     assert [user.user for user in users] == [f"U{u:04d}" for u in range(N_USERS)]
     # past the history cap (users 0 and 1), the earlier items come from the train prefixes
@@ -128,7 +132,7 @@ def test_loader_rebuilds_each_users_full_sequence(tmp_path, sequences, gz):
     assert all(user.ratings.tolist() == [1.0] * len(user.items) for user in users)
     assert dataset.items.ids == [item_id(i) for i in range(N_ITEMS)]
     assert dataset.item_text[item_id(3)] == item_text(3)
-    assert dataset.binary and dataset.meta["implicit"]
+    assert dataset.binary
     assert set(dataset.items.values) == {"item_id"} and set(dataset.users.values) == {"user"}
     assert (dataset.users.values["user"] == 1).all()  # one constant feature: no user id
     assert all(not users for state, users in dataset.states.items() if state != "warm_state")
@@ -141,7 +145,7 @@ def test_plain_file_wins_over_gz(tmp_path, sequences):
     broken["Scientific.text"] = files["Scientific.text"].replace("item_id:token", "id", 1)
     write_files(tmp_path, {"Scientific.text": broken["Scientific.text"]})
     with pytest.raises(DataError, match=r"^Scientific\.text line 1: expected the header"):
-        load_amazon(tmp_path)
+        load_amazon(tmp_path, "amazon-unisrec")
 
 
 def corrupt(files: dict[str, str], name: str, line: int, new: str) -> dict[str, str]:
@@ -170,7 +174,7 @@ def test_a_bad_line_is_a_data_error_naming_file_and_line(
 ):
     files = corrupt(unisrec_files(sequences), name, line, new)
     with pytest.raises(DataError) as caught:
-        load_amazon(write_files(tmp_path, files, gz=True))
+        load_amazon(write_files(tmp_path, files, gz=True), "amazon-unisrec")
     text = str(caught.value)
     assert text.startswith(f"{name}.gz line ") and message in text, text
     if "on line 2 too" not in message:
@@ -184,14 +188,14 @@ def test_a_line_off_the_sequence_is_named(tmp_path, sequences):
     train[1] = f"{user}\t{(int(target) + 1) % N_ITEMS} {target}\t{target}"
     files["Scientific.train.inter"] = "\n".join(train)
     with pytest.raises(DataError, match=r"^Scientific\.train\.inter line 2: user U0000's history"):
-        load_amazon(write_files(tmp_path, files))
+        load_amazon(write_files(tmp_path, files), "amazon-unisrec")
 
 
 def test_missing_files_are_listed_with_the_download_command(tmp_path, sequences):
     files = unisrec_files(sequences)
     del files["Scientific.text"], files["Scientific.valid.inter"]
     with pytest.raises(DataError) as caught:
-        load_amazon(write_files(tmp_path, files))
+        load_amazon(write_files(tmp_path, files), "amazon-unisrec")
     assert "Scientific.text, Scientific.valid.inter" in str(caught.value)
     assert "metarec data download amazon-unisrec" in str(caught.value)
 
@@ -200,15 +204,15 @@ def test_verify_and_cli_report_each_file(tmp_path, sequences, monkeypatch, capsy
     files = unisrec_files(sequences)
     root = write_files(tmp_path, files, gz=True)
     digests = {name: hashlib.md5(text.encode()).hexdigest() for name, text in files.items()}
-    monkeypatch.setattr(amazon, "AMAZON_MD5", digests)
-    assert set(verify_amazon(root).values()) == {"ok"}
+    monkeypatch.setattr(
+        AmazonUniSRec, "files", Files(digests, "md5", amazon_unisrec.AMAZON_BASE_URL)
+    )
+    assert set(AmazonUniSRec.verify(root).values()) == {"ok"}
     (root / "Scientific.text.gz").unlink()
     (root / "Scientific.test.inter.gz").write_bytes(b"not gzip")
-    report = verify_amazon(root)
+    report = AmazonUniSRec.verify(root)
     assert report["Scientific.text"] == "missing"
     assert report["Scientific.test.inter"] == "unreadable"
-    with pytest.raises(DataError, match="fail verification"):
-        verify_amazon(root, strict=True)
     assert main(["data", "verify", "amazon-unisrec", "--root", str(root)]) == 1
     out = capsys.readouterr().out
     assert "Scientific.text" in out and "missing" in out and "--root" in out
@@ -218,16 +222,18 @@ def test_download_fetches_only_what_is_missing_or_wrong(tmp_path, sequences, mon
     pooch = pytest.importorskip("pooch")
     files = unisrec_files(sequences)
     digests = {name: hashlib.md5(text.encode()).hexdigest() for name, text in files.items()}
-    monkeypatch.setattr(amazon, "AMAZON_MD5", digests)
+    monkeypatch.setattr(
+        AmazonUniSRec, "files", Files(digests, "md5", amazon_unisrec.AMAZON_BASE_URL)
+    )
     del files["Scientific.text"]
     files["Scientific.user2index"] = "wrong\t0\n"
     root = write_files(tmp_path, files)
     calls = []
     monkeypatch.setattr(pooch, "retrieve", lambda **kwargs: calls.append(kwargs))
-    assert amazon.download_amazon(root) == root
+    assert AmazonUniSRec.download(root) == root
     assert sorted(call["fname"] for call in calls) == ["Scientific.text", "Scientific.user2index"]
     call = next(call for call in calls if call["fname"] == "Scientific.text")
-    assert call["url"] == amazon.AMAZON_BASE_URL + "Scientific.text"
+    assert call["url"] == amazon_unisrec.AMAZON_BASE_URL + "Scientific.text"
     assert call["url"].startswith("https://raw.githubusercontent.com/ysh-1998/CoWPiRec/db47560")
     assert call["known_hash"] == "md5:" + digests["Scientific.text"]
 
@@ -237,7 +243,7 @@ def test_real_copy_matches_its_checksums():
                                / "shared" / "data" / "amazon-scientific-unisrec"))  # fmt: skip
     if not (real / "Scientific.text.gz").exists() and not (real / "Scientific.text").exists():
         pytest.skip(f"amazon-scientific-unisrec not found in {real} (set METAREC_AMAZON_DIR)")
-    assert set(verify_amazon(real).values()) == {"ok"}
+    assert set(AmazonUniSRec.verify(real).values()) == {"ok"}
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from metarec.catalog import load_dataset
 from metarec.cli import main
-from metarec.config import load_config, to_yaml
-from metarec.data.generic import load_csv
-from metarec.data.scenarios import ColdStartTasks, load_dataset
+from metarec.config.load import load_config, to_yaml
+from metarec.data.scenarios import ColdStartTasks
+from metarec.datasets.csv import load_csv
 from metarec.errors import ConfigError, DataError
 from metarec.resume import check_checkpoint, check_same_config, resume_checkpoint
 
@@ -202,7 +203,7 @@ def test_melu_unknown_movie(tmp_path):
 def test_melu_states_overlap(tmp_path):
     fake = FakeMelu(tmp_path / "melu", gz=False)
     fake.set_json("item_cold_state.json", {"1": ["5", "2"], "2": ["6"]})
-    expect_error(fake, "user 1", "movie 2", "warm_state.json", "item_cold_state.json")
+    expect_error(fake, "user 1", "item 2", "warm_state.json", "item_cold_state.json")
 
 
 def test_melu_rating_outside_scale(tmp_path):
@@ -215,19 +216,19 @@ def test_melu_rating_outside_scale(tmp_path):
 
 
 def test_config_unknown_key_names_key_and_file(tmp_path):
-    path = write(tmp_path, "exp.yaml", ["data:", "  csv:", "    ratingz: r.csv"])
+    path = write(tmp_path, "exp.yaml", ["data:", "  name: csv", "  csv:", "    ratingz: r.csv"])
     with pytest.raises(ConfigError, match=r"exp.yaml.*data\.csv\.ratingz"):
         load_config(path)
 
 
 def test_config_wrong_type_names_the_key():
     with pytest.raises(ConfigError, match=r"data\.csv\.rating_max"):
-        load_config(None, ["data.csv.rating_max=high"])
+        load_config(None, ["data.name=csv", "data.csv.rating_max=high"])
 
 
 def test_config_value_outside_the_choices():
     with pytest.raises(ConfigError, match=r"key 'data\.csv\.new_items': 'date' is not one of"):
-        load_config(None, ["data.csv.new_items=date"])
+        load_config(None, ["data.name=csv", "data.csv.new_items=date"])
 
 
 def test_config_unknown_learner():

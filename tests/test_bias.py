@@ -17,12 +17,14 @@ from metarec.bias import (
     pick_pseudo_counts,
     predict_bias,
 )
+from metarec.build import build_learner
+from metarec.catalog import load_dataset
 from metarec.cli import main
-from metarec.config import load_config
-from metarec.data.scenarios import ColdStartTasks, load_dataset
+from metarec.config.load import load_config
+from metarec.data.scenarios import ColdStartTasks
 from metarec.data.tasks import TaskSet
 from metarec.errors import ConfigError
-from metarec.train import build_learner
+from metarec.learners.evaluator import evaluate_all
 
 from .conftest import SMALL
 
@@ -263,11 +265,11 @@ def test_the_grid_pick_is_the_best_pair_on_the_validation_tasks(small_tasks):
         for b in USER_PSEUDO_GRID[::3]:
             pair = [f"learner.item_pseudo={a}", f"learner.user_pseudo={b}"]
             learner = _mean_learner(small_tasks, "learner.kind=shrunk", *pair)
-            maes[a, b] = learner.evaluate_all({"val": small_tasks.val})["val"]["mae"]
+            maes[a, b] = evaluate_all(learner, {"val": small_tasks.val})["val"]["mae"]
     assert mae <= min(maes.values()) + 1e-12
     picked = _mean_learner(small_tasks, "learner.kind=shrunk")
     assert (picked.chosen_item_pseudo, picked.chosen_user_pseudo) == (item_pseudo, user_pseudo)
-    assert picked.evaluate_all({"val": small_tasks.val})["val"]["mae"] == pytest.approx(mae)
+    assert evaluate_all(picked, {"val": small_tasks.val})["val"]["mae"] == pytest.approx(mae)
 
 
 def _with_ratings(task_set: TaskSet, support_rating, query_rating) -> TaskSet:
@@ -308,7 +310,7 @@ def test_the_pick_reads_validation_tasks_only(small_tasks):
 def test_shrunk_validation_mae_is_at_most_the_plain_one(small_tasks):
     def val_mae(kind: str) -> float:
         learner = _mean_learner(small_tasks, f"learner.kind={kind}")
-        return learner.evaluate_all({"val": small_tasks.val})["val"]["mae"]
+        return evaluate_all(learner, {"val": small_tasks.val})["val"]["mae"]
 
     assert val_mae("shrunk") <= val_mae("bias") + 1e-12
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from metarec.catalog import LEARNERS
 from metarec.config.load import (
     BASE_FILE,
     builtin_experiments,
@@ -18,8 +19,8 @@ from metarec.config.load import (
     to_yaml,
 )
 from metarec.config.schema import DEFAULT_LEARNER, LearnerConfig, ModelConfig, RunConfig
+from metarec.datasets.synthetic import SyntheticSettings
 from metarec.errors import ConfigError
-from metarec.learners import LEARNERS
 from metarec.learners.maml import MAMLSettings
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -35,7 +36,9 @@ def test_no_file_no_overrides_gives_the_schema_defaults():
     cfg = load_config()
     assert isinstance(cfg, RunConfig)
     # The learner section is typed by the default learner's own Settings dataclass.
-    assert cfg == dataclasses.replace(RunConfig(), learner=MAMLSettings())
+    assert cfg == dataclasses.replace(
+        RunConfig(), name="synthetic-maml", data=SyntheticSettings(), learner=MAMLSettings()
+    )
     # Nested sections come back as their dataclasses, not as dicts or DictConfigs.
     assert isinstance(cfg.learner, LearnerConfig)
     assert isinstance(cfg.model, ModelConfig)
@@ -291,7 +294,7 @@ def test_experiment_files_hold_only_deltas_from_their_base_yaml(folder):
 
     base = dict(flat(yaml.safe_load((folder / BASE_FILE).read_text())))
     for path in experiment_files(folder):
-        repeated = [key for key, value in flat(yaml.safe_load(path.read_text()))
+        repeated = [key for key, value in flat(yaml.safe_load(path.read_text()) or {})
                     if key in base and base[key] == value]  # fmt: skip
         assert not repeated, f"{path.name} repeats {repeated} from {BASE_FILE}"
 

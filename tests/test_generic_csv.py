@@ -1,6 +1,6 @@
 """The generic CSV loader on MovieLens-shaped files: ML-100K's ``u.data`` (tab, no header) and
 ML-1M's ``ratings.dat`` (``::``, no header), loaded with the configs documented in
-``metarec/data/generic.py``; bad lines in them; the warning for a test scenario of few tasks.
+``metarec/datasets/csv.py``; bad lines in them; the warning for a test scenario of few tasks.
 
 Every file is generated here; the real MovieLens files are never read.
 """
@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import yaml
 
-from metarec.config import load_config
-from metarec.data import generic
-from metarec.data.generic import load_csv
-from metarec.data.scenarios import FEW_TASKS, ColdStartTasks, load_dataset
+from metarec.catalog import load_dataset
+from metarec.config.load import load_config
+from metarec.data.scenarios import FEW_TASKS, ColdStartTasks
+from metarec.datasets import csv as generic
+from metarec.datasets.csv import load_csv
 from metarec.errors import DataError
 
 COLUMNS = ["user", "item", "rating", "timestamp"]
@@ -52,7 +53,7 @@ def as_lines(rows, sep: str) -> list[str]:
 
 
 def documented_configs() -> dict[str, dict]:
-    """The YAML examples of generic.py's docstring, by ratings file name."""
+    """The YAML examples of metarec.datasets.csv's docstring, by ratings file name."""
     blocks = re.findall(r"^    data:.*\n(?:^      .*\n)+", generic.__doc__, flags=re.MULTILINE)
     configs = [yaml.safe_load(textwrap.dedent(block)) for block in blocks]
     return {config["data"]["csv"]["ratings"]: config for config in configs}

@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 import torch
 
+from metarec.build import build_learner
+from metarec.catalog import LEARNERS
 from metarec.cli import main
-from metarec.config import DataConfig, SyntheticConfig, TaskConfig, load_config
+from metarec.config.load import load_config
+from metarec.config.schema import TaskConfig
 from metarec.data.scenarios import ITEM_SCENARIOS, SCENARIOS, ColdStartTasks
-from metarec.data.synthetic import make_synthetic
+from metarec.datasets.synthetic import SyntheticConfig, SyntheticSettings, make_synthetic
 from metarec.encoders.features import FeatureEmbedding
 from metarec.errors import ConfigError, DataError
-from metarec.learners import LEARNERS
 from metarec.learners.functional import masked_bce, masked_mse
-from metarec.train import build_learner
 
 from .conftest import SMALL
 
-DATA = DataConfig(seed=3, synthetic=SyntheticConfig(n_users=200, n_items=60))
+DATA = SyntheticSettings(seed=3, synthetic=SyntheticConfig(n_users=200, n_items=60))
 
 
 @pytest.fixture(scope="module")
@@ -260,14 +261,7 @@ def test_a_feature_embedding_is_the_mean_of_its_present_values(dataset):
 
 def test_adapting_with_item_text_cuts_the_text_to_each_tasks_items(dataset):
     from metarec.data.batch import query_of, support_of
-    from metarec.learners.functional import (
-        InnerLoop,
-        Weights,
-        adapt_tasks,
-        inner_loop,
-        localize,
-        predict_tasks,
-    )
+    from metarec.learners.functional import InnerLoop, Weights, inner_loop, localize
 
     cfg = load_config(None, [*SMALL, "learner.name=finetune"])
     tasks = ColdStartTasks(_with_text(dataset, "join"), DATA)
@@ -282,8 +276,7 @@ def test_adapting_with_item_text_cuts_the_text_to_each_tasks_items(dataset):
     assert local.buffers["item_features.text"].shape[:2] == support["item"].shape
     with torch.enable_grad():
         weights, inner = Weights(fast, {}, buffers), InnerLoop(3, 0.3, first_order=True)
-        state = adapt_tasks(net, weights, support, inner)
-        sparse = predict_tasks(net, state, weights, query)
+        sparse = inner.adapt(net, support, weights).predict(query)
         for t in range(5):  # one task at a time, whole tables
             task = {k: v[t] for k, v in support.items()}
             adapted = inner_loop(net, weights, task, inner)

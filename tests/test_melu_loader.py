@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarec.data import melu, melu_files
+from metarec.config.schema import DataConfig
+from metarec.data import melu, melu_states
+from metarec.data.files import locate
 from metarec.data.itemtext import render_item_text
-from metarec.data.melu import load_melu
-from metarec.data.melu_files import verify_melu
 from metarec.data.schema import STATES, RecDataset
+from metarec.data.source import Files
+from metarec.datasets import melu_ml1m
+from metarec.datasets.melu_ml1m import MeluML1M
 from metarec.errors import DataError
 
 # Fabricated rows in MeLU's format; CRLF endings like the real movies_extrainfos.dat.
@@ -46,6 +49,11 @@ STATE_DATA = {
     "item_cold_state": ({"1": ["5", "6"], "2": ["6"]}, {"1": [2, 5], "2": [3]}),
     "user_and_item_cold_state": ({"5": ["5", "6", "3"]}, {"5": [1, 5, 3]}),
 }
+
+
+def load_melu(root):
+    """MeLU's files in ``root`` loaded as ``data.name: melu-ml1m`` loads them."""
+    return MeluML1M.load(DataConfig(name="melu-ml1m"), Path(root))
 
 
 def fake_files() -> dict[str, str]:
@@ -213,7 +221,7 @@ def test_blank_trailing_lines_ignored(plain: FakeMelu) -> None:
 
 def test_merged_movie_repeat_is_kept(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
     # Stand-in for MeLU's 860 -> 811 merge: movie 4 plays the kept id.
-    monkeypatch.setattr(melu, "MELU_MERGED_MOVIES", {"4": "999"})
+    monkeypatch.setattr(melu_states, "MELU_MERGED_MOVIES", {"4": "999"})
     plain.set_json("warm_state.json", {"1": ["1", "4", "2", "4"], "2": ["3", "5"]})
     plain.set_json("warm_state_y.json", {"1": [5, 3, 4, 2], "2": [1, 2]})
     data = load_melu(plain.write())
@@ -366,7 +374,7 @@ def test_duplicate_pair_across_states(fake: FakeMelu) -> None:
     # User 1 rates movie 2 in warm_state already.
     fake.set_json("item_cold_state.json", {"1": ["5", "2"], "2": ["6"]})
     expect_error(
-        fake, "user 1", "movie 2", fake.name("warm_state.json"), fake.name("item_cold_state.json")
+        fake, "user 1", "item 2", fake.name("warm_state.json"), fake.name("item_cold_state.json")
     )
 
 
@@ -381,40 +389,36 @@ def fake_digests() -> dict[str, str]:
 
 
 def test_verify_detects_modified_file(fake: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(MeluML1M, "files", Files(fake_digests(), "sha256", melu_ml1m.MELU_BASE_URL))
     root = fake.write()
-    report = verify_melu(root)
+    report = MeluML1M.verify(root)
     assert report == dict.fromkeys(fake_digests(), "ok")
     fake.files["users.dat"] = fake.files["users.dat"].replace("48067", "48068")
     fake.write()
-    report = verify_melu(root)
+    report = MeluML1M.verify(root)
     assert report["users.dat"] == "checksum mismatch"
     assert list(report.values()).count("ok") == len(report) - 1
-    with pytest.raises(DataError, match=re.escape(fake.name("users.dat")) + r" \(sha256"):
-        verify_melu(root, strict=True)
 
 
 def test_verify_missing_file(plain: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(MeluML1M, "files", Files(fake_digests(), "sha256", melu_ml1m.MELU_BASE_URL))
     root = plain.write()
     (root / "warm_state_y.json").unlink()
-    assert verify_melu(root)["warm_state_y.json"] == "missing"
-    with pytest.raises(DataError, match=r"warm_state_y.json \(missing\)"):
-        verify_melu(root, strict=True)
+    assert MeluML1M.verify(root)["warm_state_y.json"] == "missing"
 
 
 def test_download_skips_verified_files(fake: FakeMelu, monkeypatch: pytest.MonkeyPatch) -> None:
     pooch = pytest.importorskip("pooch")
-    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(MeluML1M, "files", Files(fake_digests(), "sha256", melu_ml1m.MELU_BASE_URL))
     del fake.files["users.dat"]
     fake.files["warm_state.json"] = "{}"  # present but wrong digest: fetched again
     root = fake.write()
     calls = []
     monkeypatch.setattr(pooch, "retrieve", lambda **kwargs: calls.append(kwargs))
-    assert melu_files.download_melu(root) == root
+    assert MeluML1M.download(root) == root
     assert sorted(call["fname"] for call in calls) == ["users.dat", "warm_state.json"]
     users_call = next(call for call in calls if call["fname"] == "users.dat")
-    assert users_call["url"] == melu_files.MELU_BASE_URL + "users.dat"
+    assert users_call["url"] == melu_ml1m.MELU_BASE_URL + "users.dat"
     assert users_call["known_hash"] == "sha256:" + fake_digests()["users.dat"]
     assert Path(users_call["path"]) == root
 
@@ -433,7 +437,7 @@ def real_melu_dir() -> Path:
 @pytest.mark.integration
 def test_real_melu() -> None:
     root = real_melu_dir()
-    if melu_files.locate(root, "warm_state.json") is None:
+    if locate(root, "warm_state.json") is None:
         pytest.skip(f"real MeLU data not found at {root} (set METAREC_MELU_DIR to its folder)")
     start = time.perf_counter()
     data = load_melu(root)
@@ -457,7 +461,7 @@ def test_real_melu() -> None:
         ("warm_state", "195", "1741"),
     ]
     assert data.item_text["1"].startswith("Toy Story (1995). Genre: Animation, Adventure, Comedy.")
-    report = verify_melu(root)
+    report = MeluML1M.verify(root)
     assert len(report) == 10
     assert set(report.values()) == {"ok"}, report
     assert elapsed < 30, f"load_melu took {elapsed:.1f}s"
@@ -566,13 +570,13 @@ def test_without_vocabulary_files_open_sets_are_not_checked(plain: FakeMelu) -> 
 
 
 def test_verify_tells_missing_from_corrupt(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(melu_files, "MELU_SHA256", fake_digests())
+    monkeypatch.setattr(MeluML1M, "files", Files(fake_digests(), "sha256", melu_ml1m.MELU_BASE_URL))
     fake = FakeMelu(tmp_path / "melu", gz=True)
     fake.files["users.dat"] = fake.files["users.dat"].replace("48067", "48068")
     root = fake.write()
     (root / "warm_state_y.json.gz").unlink()
     (root / "item_cold_state.json.gz").write_bytes(b"not gzip at all")
-    report = verify_melu(root)
+    report = MeluML1M.verify(root)
     assert list(report) == list(fake_digests())
     assert report["warm_state_y.json"] == "missing"
     assert report["item_cold_state.json"] == "unreadable"
@@ -581,7 +585,7 @@ def test_verify_tells_missing_from_corrupt(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_verify_wrong_root_reports_every_file_missing(tmp_path: Path) -> None:
-    assert verify_melu(tmp_path / "wrong") == dict.fromkeys(melu_files.MELU_SHA256, "missing")
+    assert MeluML1M.verify(tmp_path / "wrong") == dict.fromkeys(melu_ml1m.MELU_SHA256, "missing")
 
 
 @pytest.mark.parametrize("error", ["requests", "urllib", "oserror", "hash"])
@@ -602,10 +606,10 @@ def test_download_offline_is_one_line_data_error(tmp_path, monkeypatch, error) -
 
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     with pytest.raises(DataError) as caught:
-        melu_files.download_melu(tmp_path / "melu")
+        MeluML1M.download(tmp_path / "melu")
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"download of {melu_files.MELU_BASE_URL}")
+    assert message.startswith(f"download of {melu_ml1m.MELU_BASE_URL}")
     assert "failed" in message and "--root" in message and "data.root" in message
     assert caught.value.__cause__ is raised
 
@@ -618,4 +622,4 @@ def test_download_lets_ctrl_c_through(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     with pytest.raises(KeyboardInterrupt):
-        melu_files.download_melu(tmp_path / "melu")
+        MeluML1M.download(tmp_path / "melu")

@@ -10,8 +10,7 @@ import yaml
 
 import metarec
 from metarec import paths
-from metarec.config import load_config
-from metarec.config.load import builtin_experiments, resolve_experiment
+from metarec.config.load import builtin_experiments, load_config, resolve_experiment
 from metarec.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import metarec.train
+import metarec.pipeline
 from metarec import reproduce as rep
 from metarec.cli import main
 from metarec.errors import ConfigError, DataError
@@ -63,14 +63,14 @@ def test_plan_names_an_unknown_method_and_a_bad_seed_count(experiments):
 def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(
     experiments, tmp_path, monkeypatch
 ):
-    real_train = metarec.train.train
+    real_train = metarec.pipeline.train
 
     def train(cfg, task_cache=None):
         if cfg.learner.name == "ridge" and cfg.item.text == "join" and cfg.seed == 1:
             raise RuntimeError("out of memory")
         return real_train(cfg, task_cache)
 
-    monkeypatch.setattr(metarec.train, "train", train)
+    monkeypatch.setattr(metarec.pipeline, "train", train)
     out = tmp_path / "out"
     rows, table, _ = rep.reproduce("synthetic", seeds=2, methods=["mean", "ridge"],
                                    overrides=FAST, out=out, progress=False, **HELDOUT)  # fmt: skip
@@ -100,7 +100,7 @@ def test_a_rerun_keeps_finished_runs_and_reruns_failed_or_changed_ones(
 ):
     out = tmp_path / "out"
     calls = []
-    real_train = metarec.train.train
+    real_train = metarec.pipeline.train
 
     def train(cfg, task_cache=None):
         calls.append((cfg.learner.name, cfg.seed))
@@ -108,7 +108,7 @@ def test_a_rerun_keeps_finished_runs_and_reruns_failed_or_changed_ones(
             raise RuntimeError("killed")
         return real_train(cfg, task_cache)
 
-    monkeypatch.setattr(metarec.train, "train", train)
+    monkeypatch.setattr(metarec.pipeline, "train", train)
     first, _, _ = rep.reproduce("synthetic", seeds=2, methods=["mean"], overrides=FAST, out=out,
                                 progress=False, **HELDOUT)  # fmt: skip
     assert calls == [("mean", 0), ("mean", 1)]
@@ -162,12 +162,12 @@ def test_results_command_refills_the_readme_block(experiments, tmp_path, capsys)
 def test_cached_tasks_give_the_same_numbers_as_fresh_ones(tmp_path):
     """A worker prepares each run's tasks once (a ``TaskCache`` passed to ``train``); reusing
     them after other runs must change no number."""
-    from metarec.config import load_config
+    from metarec.config.load import load_config
 
     def run(name, text="none", seed=0, cache=None):
         overrides = [*FAST, f"learner.name={name}", f"item.text={text}", f"seed={seed}",
                      f"output_dir={tmp_path}"]  # fmt: skip
-        return metarec.train.train(load_config(None, overrides), task_cache=cache).metrics
+        return metarec.pipeline.train(load_config(None, overrides), task_cache=cache).metrics
 
     fresh = run("maml", seed=1)
     cache = TaskCache()

@@ -48,7 +48,7 @@ def test_every_torch_load_is_weights_only():
     for path, node in calls:
         keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
         assert keywords.get("weights_only") == "True", f"{path}:{node.lineno}"
-    assert calls  # the scan sees the loader in metarec/resume.py and train.py
+    assert calls  # the scan sees the loaders in metarec/resume.py, pipeline.py, checkpoint.py
 
 
 def test_no_pickle_and_no_pickled_numpy():

@@ -8,9 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from metarec.config.schema import SyntheticConfig
 from metarec.data.schema import STATES
-from metarec.data.synthetic import make_synthetic
+from metarec.datasets.synthetic import SyntheticConfig, make_synthetic
 
 SMALL = SyntheticConfig(n_users=150, n_items=80, min_ratings=30, max_ratings=60)
 OLD_USER_STATES = ("warm_state", "item_cold_state")

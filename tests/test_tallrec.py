@@ -1,5 +1,5 @@
-"""TALLRec's few-shot MovieLens-100K protocol (metarec/data/tallrec.py) and the pooled AUC
-(metarec/metrics/pooled.py), on small generated u.data / u.item / u.user files."""
+"""TALLRec's few-shot MovieLens-100K protocol (metarec/datasets/tallrec_ml100k.py) and the
+pooled AUC (metarec/metrics/pooled.py), on small generated u.data / u.item / u.user files."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import pytest
 import torch
 
 import metarec.catalog  # noqa: F401  (registers the learners)
-from metarec.config import load_config
-from metarec.data import tallrec
-from metarec.data.scenarios import ColdStartTasks, load_dataset
+from metarec.catalog import load_dataset
+from metarec.config.load import load_config
+from metarec.data import ml100k as ml100k_files
+from metarec.data.scenarios import ColdStartTasks
+from metarec.datasets import tallrec_ml100k as tallrec
 from metarec.errors import ConfigError, DataError
 from metarec.metrics.pooled import paired_auc_test, pooled_auc, pooled_auc_estimate
 
@@ -241,8 +243,8 @@ def test_download_checks_the_published_sha1_and_unpacks_where_the_loader_looks(
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     root = tmp_path / "data"
     root.mkdir()
-    assert tallrec.download_ml100k(root) == root / "ml-100k"
-    assert hashes == [(tallrec.ML100K_URL, f"sha1:{tallrec.ML100K_SHA1}")]
+    assert tallrec.TallrecML100K.download(root) == root / "ml-100k"
+    assert hashes == [(ml100k_files.ML100K_URL, f"sha1:{ml100k_files.ML100K_SHA1}")]
     assert not (root / "ml-100k" / "README").exists()  # only the three files
     assert len(load_dataset(config(root).data).states["warm_state"]) == N_USERS
     # `metarec data verify` finds them where the zip put them; these are not GroupLens' bytes
@@ -252,10 +254,10 @@ def test_download_checks_the_published_sha1_and_unpacks_where_the_loader_looks(
     assert "3 checksum mismatch" in capsys.readouterr().out
     digests = {name: hashlib.md5(gzip.decompress((source / "u.data.gz").read_bytes())
                                  if name == "u.data" else (source / name).read_bytes()).hexdigest()
-               for name in tallrec.FILES}  # fmt: skip
-    monkeypatch.setattr(tallrec, "ML100K_MD5", digests)
+               for name in ml100k_files.FILES}  # fmt: skip
+    monkeypatch.setattr(ml100k_files, "ML100K_MD5", digests)
     assert main(["data", "verify", "tallrec-ml100k", "--root", str(root)]) == 0
-    assert tallrec.verify_ml100k(root / "ml-100k") == dict.fromkeys(tallrec.FILES, "ok")
+    assert tallrec.TallrecML100K.verify(root / "ml-100k") == dict.fromkeys(ml100k_files.FILES, "ok")
 
 
 def brute_auc(scores, labels) -> float:
@@ -302,7 +304,7 @@ def test_pooled_bootstrap_intervals():
 
 
 def run_predictions(root: Path, *overrides: str) -> tuple[float, np.ndarray]:
-    from metarec.train import build_learner
+    from metarec.build import build_learner
 
     cfg = config(root, "data.tallrec.train_samples=16", *overrides)
     tasks = ColdStartTasks(load_dataset(cfg.data), cfg.data, cfg.task)
@@ -315,7 +317,7 @@ def run_predictions(root: Path, *overrides: str) -> tuple[float, np.ndarray]:
 
 
 def test_one_epoch_runs_give_a_finite_pooled_auc(ml100k, tmp_path):
-    from metarec.train import train
+    from metarec.pipeline import train
 
     root, _ = ml100k
     result = train(config(root, "learner.name=mean", "learner.kind=global",

@@ -13,28 +13,27 @@ import torch
 import yaml
 
 from metarec import reproduce as rep
+from metarec.catalog import DATASETS
 from metarec.metrics.per_task import read_per_task, write_per_task
 from metarec.metrics.pooled import paired_auc_test, pooled_auc, pooled_auc_estimate
-from metarec.report.paper import FEW_SHOT_PAPER
-from metarec.report.pooled import (
-    aggregate_pooled,
-    grid_value,
-    is_pooled,
-    pooled_table_lines,
-    write_pooled_report,
-)
+from metarec.report.pooled import aggregate_pooled, write_pooled_report
+from metarec.report.pooled_table import grid_value, pooled_table_lines
 from metarec.report.reproduction import write_report
 from metarec.reproduce.spec import grid_points
 from tests.conftest import SMALL
 
 FAST = [*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
-TALLREC = FEW_SHOT_PAPER["tallrec-ml100k"]
+TALLREC = DATASETS.get("tallrec-ml100k").paper
 
 
 def test_grid_points_are_the_product_of_the_keys_values():
     assert grid_points(None) == [""]
-    assert grid_points({"a": (1, 2), "b": ("x", "y")}) == ["a=1 b=x", "a=1 b=y", "a=2 b=x",
-                                                           "a=2 b=y"]  # fmt: skip
+    assert grid_points({"a": (1, 2), "b": ("x", "y")}) == [
+        "a=1 b=x",
+        "a=1 b=y",
+        "a=2 b=x",
+        "a=2 b=y",
+    ]
     assert grid_value("a=1 b=x", "b") == "x" and grid_value("a=1", "c") is None
     with pytest.raises(rep.spec.ConfigError, match="grid key 'a'"):
         grid_points({"a": ()})
@@ -42,10 +41,19 @@ def test_grid_points_are_the_product_of_the_keys_values():
 
 def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
     folder = rep.experiments_folder("tallrec-ml100k")
-    sizes = rep.GRIDS["tallrec_ml100k"]["data.tallrec.train_samples"]
+    source = rep.dataset_of(folder)
+    assert source is DATASETS.get("tallrec-ml100k")
+    sizes = source.grid["data.tallrec.train_samples"]
     assert sizes == (16, 64, 256)
-    runs = rep.plan(folder, None, 3, rep.TEXTS, rep.DATASET_WARM_PASSES["tallrec_ml100k"],
-                    True, rep.GRIDS["tallrec_ml100k"])  # fmt: skip
+    runs = rep.plan(
+        folder,
+        None,
+        3,
+        rep.TEXTS,
+        source.warm_passes,
+        True,
+        source.grid,
+    )
     methods = {run.method for run in runs}
     assert {"mean", "history", "maml", "attention", "text_full", "text_lora"} <= methods
     for method in methods:  # one item-text variant each (the files set it), 3 sizes x 3 seeds
@@ -55,10 +63,18 @@ def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
     settings = rep.run_overrides(runs[0], ["data.root=x"], folder)
     assert settings[:2] == ["data.root=x", runs[0].grid] and "data.seed=0" in settings
     # melu-ml1m has no grid: its plan is unchanged.
-    melu = rep.plan(rep.experiments_folder("melu-ml1m"), ["mean"], 2, rep.TEXTS,
-                    rep.WARM_PASSES, False, rep.GRIDS.get("melu_ml1m"))  # fmt: skip
-    assert [(r.grid, r.warm, r.seed) for r in melu] == [("", w, s) for w in rep.WARM_PASSES
-                                                        for s in (0, 1)]  # fmt: skip
+    melu = rep.plan(
+        rep.experiments_folder("melu-ml1m"),
+        ["mean"],
+        2,
+        rep.TEXTS,
+        rep.WARM_PASSES,
+        False,
+        rep.dataset_of(rep.experiments_folder("melu-ml1m")).grid,
+    )
+    assert [(r.grid, r.warm, r.seed) for r in melu] == [
+        ("", w, s) for w in rep.WARM_PASSES for s in (0, 1)
+    ]
 
 
 def test_a_grid_run_names_its_point_and_a_rerun_skips_it(tmp_path, monkeypatch):
@@ -68,17 +84,20 @@ def test_a_grid_run_names_its_point_and_a_rerun_skips_it(tmp_path, monkeypatch):
     if (rep.EXPERIMENTS / "synthetic" / "base.yaml").exists():
         shutil.copy(rep.EXPERIMENTS / "synthetic" / "base.yaml", folder)
     monkeypatch.setattr(rep.spec, "EXPERIMENTS", folder.parent)
-    monkeypatch.setitem(rep.GRIDS, "synthetic", {"data.synthetic.n_items": (150, 200)})
+    grid = {"data.synthetic.n_items": (150, 200)}
+    monkeypatch.setattr(DATASETS.get("synthetic"), "grid", grid)
     out = tmp_path / "out"
-    rows, _, _ = rep.reproduce("synthetic", seeds=1, overrides=FAST, out=out, progress=False,
-                               warms=["heldout"])  # fmt: skip
+    rows, _, _ = rep.reproduce(
+        "synthetic", seeds=1, overrides=FAST, out=out, progress=False, warms=["heldout"]
+    )
     grids = {row["grid"] for row in rows}
     assert grids == {"data.synthetic.n_items=150", "data.synthetic.n_items=200"}
     header = (out / "runs.csv").read_text().splitlines()[0]
     assert header.startswith("method,grid,text,seed")
     saved = json.loads((out / "runs.json").read_text())
-    again, _, _ = rep.reproduce("synthetic", seeds=1, overrides=FAST, out=out, progress=False,
-                                warms=["heldout"])  # fmt: skip
+    again, _, _ = rep.reproduce(
+        "synthetic", seeds=1, overrides=FAST, out=out, progress=False, warms=["heldout"]
+    )
     assert [row["run_dir"] for row in again] == [row["run_dir"] for row in saved]
 
 
@@ -95,26 +114,52 @@ def fake_runs(tmp_path, methods: dict[str, tuple[str, bool]], n_seeds: int = 2) 
                 run_dir = tmp_path / f"{method}-{grid[-2:]}-{seed}"
                 run_dir.mkdir()
                 scores = labels + noise * rng.normal(size=60)
-                write_per_task(run_dir / "per_task.csv.gz",
-                               {"warm": {"mae": torch.tensor(np.abs(scores - labels)),
-                                         "score": torch.tensor(scores),
-                                         "label": torch.tensor(labels)}},
-                               {"warm": tasks})  # fmt: skip
+                write_per_task(
+                    run_dir / "per_task.csv.gz",
+                    {
+                        "warm": {
+                            "mae": torch.tensor(np.abs(scores - labels)),
+                            "score": torch.tensor(scores),
+                            "label": torch.tensor(labels),
+                        }
+                    },
+                    {"warm": tasks},
+                )
                 config = {"learner": {"name": learner}, "data": {"tallrec": {"extra": extra}}}
                 (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-                rows.append({"method": method, "grid": grid, "text": "none", "seed": seed,
-                             "scenario": "warm", "status": "ok", "seconds": 1.0, "mae": 0.4,
-                             "run_dir": str(run_dir)})  # fmt: skip
+                rows.append(
+                    {
+                        "method": method,
+                        "grid": grid,
+                        "text": "none",
+                        "seed": seed,
+                        "scenario": "warm",
+                        "status": "ok",
+                        "seconds": 1.0,
+                        "mae": 0.4,
+                        "run_dir": str(run_dir),
+                    }
+                )
     return rows
 
 
 def test_the_pooled_report_reads_scores_and_labels_and_labels_extra_data(tmp_path):
-    methods = {"history": ("mean", False), "extra": ("maml", True), "net": ("global", False),
-               "bias": ("mean", False)}  # fmt: skip
+    methods = {
+        "history": ("mean", False),
+        "extra": ("maml", True),
+        "net": ("global", False),
+        "bias": ("mean", False),
+    }
     rows = fake_runs(tmp_path, methods)
-    rows.append({"method": "net", "grid": "data.tallrec.train_samples=64", "text": "none",
-                 "seed": 2, "status": "failed: RuntimeError: boom"})  # fmt: skip
-    assert is_pooled(rows)
+    rows.append(
+        {
+            "method": "net",
+            "grid": "data.tallrec.train_samples=64",
+            "text": "none",
+            "seed": 2,
+            "status": "failed: RuntimeError: boom",
+        }
+    )
     summary = aggregate_pooled(rows, n_boot=200)
     by_key = {(e["grid"][-2:], e["method"]): e for e in summary}
     # The estimate is the mean over seeds of each seed's pooled AUC of its per-task columns.
@@ -136,16 +181,18 @@ def test_the_pooled_report_reads_scores_and_labels_and_labels_extra_data(tmp_pat
     assert by_key[("16", "extra")]["extra_data"] and not by_key[("16", "net")]["extra_data"]
     test = by_key[("16", "net")]["vs_reference"]
     net = [r for r in rows if r["method"] == "net" and r["grid"].endswith("16")]
-    net_scores = [np.array(read_per_task(f"{r['run_dir']}/per_task.csv.gz")["warm"]["score"])
-                  for r in net]  # fmt: skip
+    net_scores = [
+        np.array(read_per_task(f"{r['run_dir']}/per_task.csv.gz")["warm"]["score"]) for r in net
+    ]
     expected_test = paired_auc_test(net_scores, scores, labels, users, shared=True, n_boot=200)
     assert test["diff"] == pytest.approx(expected_test.diff) and test["p"] == expected_test.p
     assert by_key[("64", "net")]["failed"] == 1 and by_key[("64", "net")]["seeds"] == 2
     lines = pooled_table_lines(summary, TALLREC)
     assert any(line.startswith("| 16 | TALLRec (paper) | – | few-shot | 67.24 |") for line in lines)
     assert any("| 64 | extra | none | few-shot + **extra**" in line for line in lines)
-    assert any("| 16 | history | none | few-shot |" in line and "reference" in line
-               for line in lines)  # fmt: skip
+    assert any(
+        "| 16 | history | none | few-shot |" in line and "reference" in line for line in lines
+    )
     table = write_pooled_report(tmp_path, rows, TALLREC, "fake")
     assert "- **16 samples**: best `history`" in table and "6 users" in table
     assert "net (data.tallrec.train_samples=64): failed: RuntimeError: boom" in table
@@ -166,14 +213,14 @@ def test_the_readme_block_is_inserted_after_the_last_results_block_then_refilled
     melu = "<!-- results:melu_ml1m start (x) -->\nmelu\n<!-- results:melu_ml1m end -->\n"
     readme = tmp_path / "README.md"
     readme.write_text(f"## Results\n\n{melu}\nafter melu\n\n### Speed\n\nspeed\n")
-    update_readme(readme, folder)
+    update_readme(readme, folder, "tallrec-ml100k")
     text = readme.read_text()
     start = README_START.format(name=folder.name, folder=folder)
     end = README_END.format(name=folder.name)
     assert text.index("after melu") < text.index(start) < text.index(end) < text.index("### Speed")
     assert "the table" in text and "TALLRec's few-shot table" in text and melu in text
     (folder / "table.md").write_text("# title\n\nnew table\n")
-    update_readme(readme, folder)
+    update_readme(readme, folder, "tallrec-ml100k")
     refilled = readme.read_text()
     assert refilled.count(start) == 1 and "new table" in refilled and "the table" not in refilled
     assert refilled.replace("new table", "the table") == text

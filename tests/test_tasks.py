@@ -10,11 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from metarec.config.load import load_config
-from metarec.config.schema import DataConfig, SyntheticConfig
 from metarec.data.scenarios import SCENARIOS, ColdStartTasks
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
-from metarec.data.synthetic import make_synthetic
 from metarec.data.tasks import QUERY_KEYS, SUPPORT_KEYS, build_tasks, split_users
+from metarec.datasets.synthetic import SyntheticConfig, SyntheticSettings, make_synthetic
 from metarec.errors import DataError
 
 N_ITEMS = 130
@@ -232,7 +231,7 @@ def test_item_of_a_single_task_is_one_row(tasks):
 
 # ColdStartTasks on a small synthetic dataset.
 
-SMALL_DATA = DataConfig(
+SMALL_DATA = SyntheticSettings(
     seed=2,
     synthetic=SyntheticConfig(n_users=150, n_items=80, min_ratings=30, max_ratings=60),
 )
@@ -299,7 +298,7 @@ def test_learner_settings_cannot_change_the_evaluation_tasks():
 
 
 def test_another_data_seed_changes_the_tasks(cold_start):
-    other_cfg = DataConfig(seed=3, synthetic=SMALL_DATA.synthetic)
+    other_cfg = SyntheticSettings(seed=3, synthetic=SMALL_DATA.synthetic)
     other = ColdStartTasks(make_synthetic(other_cfg.synthetic, other_cfg.seed), other_cfg)
     assert other.test["warm"].user_ids != cold_start.test["warm"].user_ids or not torch.equal(
         other.test["warm"].query_rating, cold_start.test["warm"].query_rating

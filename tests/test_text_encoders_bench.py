@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarec.train import build_learner
+from metarec.build import build_learner
 
 from .conftest import TINY_WORDS, make_tiny_bert
 from .test_amazon import build, make_sequences, unisrec_files, write_files
@@ -20,7 +20,7 @@ from .test_amazon import build, make_sequences, unisrec_files, write_files
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import text_encoders  # noqa: E402  (benchmarks/ is no package)
 
-from metarec.config import load_config  # noqa: E402
+from metarec.config.load import load_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_per_task_tuning_of_a_lora_encoder_tunes_its_adapters_not_its_weights(ro
     weight that requires a gradient: in the encoder only its LoRA adapters, beside the
     projection and decision layers. The ``lora`` learner adds adapters on the decision layers
     and tunes those and the encoder's (every ``lora_A``/``lora_B``)."""
-    from metarec.train import prepare_tasks
+    from metarec.build import prepare_tasks
 
     from .test_amazon import config
 

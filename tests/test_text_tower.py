@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metarec.config import load_config
-from metarec.train import build_learner, prepare_tasks
+from metarec.build import build_learner, prepare_tasks
+from metarec.config.load import load_config
 
 from .conftest import SMALL
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metarec import tracking
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.tracking import has_credentials, make_wandb_logger, resolve_mode
 
 from .conftest import SMALL
@@ -47,7 +47,7 @@ def read_wandb_records(path: Path) -> list:
 
 def test_offline_run_folder_holds_the_config_and_metrics(tmp_path):
     pytest.importorskip("wandb")
-    from metarec.train import train
+    from metarec.pipeline import train
 
     overrides = [*TINY, f"output_dir={tmp_path / 'runs'}", "learner.inner_lr=0.07",
                  "tracking.wandb=true", "tracking.group=g1", "tracking.tags=[a,b]"]  # fmt: skip
@@ -79,7 +79,7 @@ def test_summary_val_metrics_are_the_kept_epoch(tmp_path):
     """summary.json's val/* come from the epoch whose weights were kept (lowest val/mae)."""
     import csv
 
-    from metarec.train import train
+    from metarec.pipeline import train
 
     overrides = [*SMALL, "trainer.max_epochs=3", "trainer.limit_train_batches=2",
                  f"output_dir={tmp_path}"]  # fmt: skip

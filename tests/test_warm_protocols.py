@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import metarec.train
-from metarec.config import load_config
-from metarec.data.scenarios import ColdStartTasks, load_dataset
+import metarec.build
+import metarec.pipeline
+from metarec.catalog import load_dataset
+from metarec.config.load import load_config
+from metarec.data.scenarios import ColdStartTasks
 from metarec.errors import ConfigError, DataError
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task
 
@@ -92,10 +94,10 @@ def test_held_out_warmup_ratings_never_reach_training(learner, tmp_path, monkeyp
                            changed.test["warm_warmup"].query_rating)  # fmt: skip
 
     def run(data):
-        monkeypatch.setattr(metarec.train, "load_dataset", lambda _: data)
+        monkeypatch.setattr(metarec.build, "load_dataset", lambda _: data)
         overrides = [*SMALL, "task.warm=[warmup]", f"learner.name={learner}",
                      "trainer.max_epochs=2", f"output_dir={tmp_path / str(id(data))}"]  # fmt: skip
-        result = metarec.train.train(load_config(None, overrides))
+        result = metarec.pipeline.train(load_config(None, overrides))
         state = torch.load(result.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
         return result, state["state_dict"]
 
@@ -112,11 +114,11 @@ def test_held_out_warmup_ratings_never_reach_training(learner, tmp_path, monkeyp
 def test_per_task_file_holds_every_task_and_averages_to_metrics(tmp_path):
     overrides = [*SMALL, "task.warm=[heldout,seen]", "learner.name=ridge",
                  "trainer.max_epochs=1", f"output_dir={tmp_path}"]  # fmt: skip
-    result = metarec.train.train(load_config(None, overrides))
+    result = metarec.pipeline.train(load_config(None, overrides))
     per_task = read_per_task(result.run_dir / PER_TASK_FILE)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert list(per_task) == list(metrics)
-    tasks = metarec.train.prepare_tasks(load_config(None, overrides))
+    tasks = metarec.build.prepare_tasks(load_config(None, overrides))
     for scenario, columns in per_task.items():
         assert columns["task"] == tasks.test[scenario].user_ids
         for name in ("mae", "mae_round", "rmse", "ndcg@3"):

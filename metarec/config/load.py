@@ -7,26 +7,31 @@ the file, then the overrides. A folder without ``base.yaml`` has no such layer; 
 is not an experiment of its own (:func:`experiment_files` leaves it out). Its ``learner``
 section may hold only the settings every learner has (:class:`LearnerConfig`).
 
-Checks that need the chosen learner's class (the task unit, item text, the meta-batch's share
-per process) run here too, so a bad combination stops before any data is read.
+The ``data`` and ``learner`` sections are typed by the chosen dataset's and learner's own
+``Settings`` dataclasses (:mod:`metarec.catalog`: the built-in ones, installed plug-ins, and the
+modules named by ``plugins``, imported first). Checks that need the chosen learner's class (the
+task unit, item text, the meta-batch's share per process) run here too, so a bad combination
+stops before any data is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib
+import re
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metarec.config.schema import DEFAULT_LEARNER, RunConfig
-from metarec.errors import ConfigError  # also importable from here, as before
+from metarec.catalog import DATASETS, LEARNERS
+from metarec.config.schema import DEFAULT_DATASET, DEFAULT_LEARNER, RunConfig
+from metarec.errors import ConfigError
 from metarec.paths import experiments_root
-from metarec.registry import LEARNERS
+from metarec.registry import Registry
 
-# A built-in experiment named without its folder (``maml``) is the synthetic one.
-DEFAULT_DATASET = "synthetic"
 # In an experiment folder: the settings its other files share, merged under each of them.
 BASE_FILE = "base.yaml"
 
@@ -114,17 +119,32 @@ def _read_yaml(path: Path) -> DictConfig:
     return OmegaConf.create(read_yaml_mapping(path))
 
 
-def _typed_learner(config: DictConfig, source: str) -> DictConfig:
-    """The learner section merged onto the chosen learner's own Settings dataclass."""
-    name = config.learner.get("name", DEFAULT_LEARNER)
+def import_plugins(modules: list[str], source: str = "plugins") -> None:
+    """Import each module (a researcher's learners and datasets register on import)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(
+                f"{source}: plugin module '{module}' cannot be imported: {err}"
+            ) from err
+
+
+def _typed_section(
+    config: DictConfig, key: str, registry: Registry, default: str, source: str
+) -> DictConfig:
+    """The ``key`` section (``learner`` or ``data``) merged onto the chosen entry's own
+    Settings dataclass."""
+    name = config[key].get("name", default)
     try:
-        settings = LEARNERS.get(name).Settings
+        settings = registry.get(name).Settings
     except KeyError as err:
-        raise ConfigError(f"{source}: key 'learner.name': {err.args[0]}") from err
+        raise ConfigError(f"{source}: key '{key}.name': {err.args[0]}") from err
     try:
-        return OmegaConf.merge(OmegaConf.structured(settings), config.learner)
+        return OmegaConf.merge(OmegaConf.structured(settings), config[key])
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{source}: learner '{name}': {_describe(err, 'learner.')}") from err
+        kind = registry.kind
+        raise ConfigError(f"{source}: {kind} '{name}': {_describe(err, f'{key}.')}") from err
 
 
 def _check_choices(node, prefix: str = "") -> None:
@@ -167,6 +187,34 @@ def _check_learner_fits(run: RunConfig, source: str) -> None:
         )
 
 
+# Overrides left out of a run's name: where or how it is written, and what a resumed run may
+# change (``trainer.max_epochs``: a resumed run finds its folder by name).
+UNNAMED_KEYS = ("name", "output_dir", "resume", "plugins", "data.root", "data.name",
+                "learner.name", "trainer.progress_bar", "trainer.log_lines_every",
+                "trainer.max_epochs", "tracking.", "encoder.cache_dir")  # fmt: skip
+NAME_CHARS = 120
+
+
+def run_name(run: RunConfig, path: Path | None, overrides: list[str] | tuple) -> str:
+    """``<dataset>-<learner>``, then what the experiment file's name adds to the learner's
+    (``maml_residual.yaml``: ``residual``), then each override that changes what runs
+    (``inner_steps=3``); unsafe characters become ``_``, a long name ends in a hash."""
+    parts = [run.data.name, run.learner.name]
+    stem = path.stem if path is not None else ""
+    rest = stem.removeprefix(run.learner.name).strip("_") if stem else ""
+    parts += [rest] if rest else []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.strip().lstrip("+")
+        if not key.startswith(UNNAMED_KEYS):
+            parts.append(f"{key.rsplit('.', 1)[-1]}={value.strip()}")
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(parts)).strip("_")
+    if len(name) > NAME_CHARS:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: NAME_CHARS - 9]}-{digest}"
+    return name
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> RunConfig:
     """Defaults, then the YAML file at ``path`` (or the built-in experiment it names, see
     :func:`resolve_experiment`) over its folder's ``base.yaml`` if any, then ``key=value``
@@ -192,7 +240,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         except OmegaConfBaseException as err:
             raise ConfigError(f"override '{override}': {_describe(err)}") from err
     source = f"{path} with overrides" if path and overrides else str(path or "overrides")
-    config.learner = _typed_learner(config, source)
+    import_plugins(list(config.plugins), source)
+    config.data = _typed_section(config, "data", DATASETS, DEFAULT_DATASET, source)
+    config.learner = _typed_section(config, "learner", LEARNERS, DEFAULT_LEARNER, source)
     try:  # builds the dataclasses, whose __post_init__ checks values that depend on each other
         run = OmegaConf.to_object(config)
     except (ValueError, OmegaConfBaseException) as err:
@@ -200,6 +250,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         raise ConfigError(f"{source}: {str(cause).splitlines()[0]}") from err
     _check_choices(run)
     _check_learner_fits(run, source)
+    if run.name is None:
+        run.name = run_name(run, path, overrides)
     return run
 
 

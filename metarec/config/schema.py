@@ -17,133 +17,17 @@ def setting(default, help: str, choices: tuple | None = None):  # noqa: A002 - a
     return field(default=default, metadata=metadata)
 
 
-@dataclass
-class SyntheticConfig:
-    """Sizes and noise of the embedded synthetic dataset."""
-
-    n_users: int = setting(1000, "users in all states")
-    n_items: int = setting(500, "items in all states")
-    new_item_fraction: float = setting(0.35, "share of items that are 'new' (released last)")
-    new_user_fraction: float = setting(0.2, "share of users that are 'new'")
-    min_ratings: int = setting(20, "fewest ratings a user gives")
-    max_ratings: int = setting(90, "most ratings a user gives")
-    latent_dim: int = setting(4, "dimension of the hidden preference model")
-    noise: float = setting(0.3, "std of the rating noise before rounding")
-
-
-@dataclass
-class CsvConfig:
-    """A researcher's own ratings table (``data.name: csv``), optional item and user tables,
-    and how the split maker turns them into the four states (see ``metarec/data/generic.py``)."""
-
-    ratings: str = setting(
-        "ratings.csv",
-        "ratings file (relative to data.root): a header (or see data.csv.header), then user, "
-        "item, rating [, timestamp]; .tsv (or .tsv.gz) is tab-separated, else by data.csv.sep",
-    )
-    header: bool = setting(
-        True, "the ratings file starts with a header row; false: data.csv.columns names them"
-    )
-    columns: list[str] = setting(
-        [],
-        "with header: false, the ratings file's column names in file order, e.g. "
-        "[user, item, rating, timestamp] for MovieLens u.data or ratings.dat",
-    )
-    items: str | None = setting(
-        None, "item table (relative to data.root): the item id column, then features and text"
-    )
-    users: str | None = setting(
-        None, "user table (relative to data.root): the user id column, then features"
-    )
-    sep: str | None = setting(
-        None, "field separator, any string (e.g. '\\t', '::'); default: tab for .tsv, else ','"
-    )
-    user_column: str = setting("user", "column of the user id (ratings and user table)")
-    item_column: str = setting("item", "column of the item id (ratings and item table)")
-    rating_column: str = setting("rating", "column of the rating")
-    time_column: str = setting("timestamp", "column of the timestamp (a number); optional")
-    rating_min: float = setting(1.0, "lowest rating of the declared scale")
-    rating_max: float = setting(5.0, "highest rating of the declared scale")
-    text_columns: list[str] = setting([], "item table columns joined into the item's text")
-    list_sep: str = setting("|", "separator of a multi-valued feature cell, e.g. 'Comedy|Drama'")
-    new_user_fraction: float = setting(0.2, "share of users drawn (seeded by data.seed) as new")
-    new_items: str = setting(
-        "time",
-        "time: items first rated last are new (needs the timestamp column); id: the highest "
-        "ids (numeric order when every id is a number) are new",
-        choices=("time", "id"),
-    )
-    new_item_fraction: float = setting(0.2, "share of items that are new")
-
-
-@dataclass
-class AmazonConfig:
-    """UniSRec-format Amazon sequences (``data.name: amazon-unisrec``) and the implicit
-    next-item tasks made of them (see ``metarec/data/implicit.py``); data.query_size,
-    min_ratings and max_ratings do not apply, data.val_fraction and test_fraction do."""
-
-    domain: str = setting(
-        "Scientific",
-        "file prefix in data.root: <domain>.text, .item2index, .user2index, .train.inter, "
-        ".valid.inter, .test.inter (plain or .gz); the download fetches Scientific",
-    )
-    new_item_fraction: float = setting(
-        0.1, "share of items drawn (seeded by data.seed) as new: in no meta-training task"
-    )
-    negatives: int = setting(
-        99, "sampled negatives beside the next item in each validation and test query"
-    )
-    train_negatives: int = setting(
-        4, "sampled negatives beside the next item in each meta-training query (NCF's 4)"
-    )
-    max_history: int = setting(
-        50, "most recent items of a user's history kept in a support set (UniSRec's cap)"
-    )
-    max_eval_tasks: int = setting(
-        0,
-        "at most this many validation tasks and tasks per test scenario, a seeded sample of "
-        "them (the same for every learner); 0 keeps all. For CPU budgets of text-encoder runs",
-    )
-
-
-@dataclass
-class TallrecConfig:
-    """TALLRec's few-shot MovieLens-100K protocol (``data.name: tallrec-ml100k``; see
-    ``metarec/data/tallrec.py``): a task is one sample, a user's ``history`` ratings before a
-    target (the support set) and the target (the query); data.min_ratings, max_ratings,
-    query_size, val_fraction and test_fraction do not apply."""
-
-    train_samples: int | None = setting(
-        64,
-        "training samples, the first of a permutation (seeded by data.seed) of the "
-        "benchmark's training part: TALLRec's 16 / 64 / 256; null: all of them",
-    )
-    history: int = setting(10, "ratings before the target in a sample (TALLRec: 10)")
-    n_last: int = setting(
-        10_000, "last samples kept as the benchmark, cut 8:1:1 into training, validation, test"
-    )
-    order: str = setting(
-        "user",
-        "user: TALLRec's list, user by user (in order of first rating in u.data), each by time; "
-        "time: every sample by its target's timestamp",
-        choices=("user", "time"),
-    )
-    extra: bool = setting(
-        False,
-        "also meta-train on every sample before the benchmark (the rest of ML-100K): extra "
-        "data TALLRec's rows do not use, so a row trained so says it",
-    )
+# The dataset a config gets when it names none (``data.name``).
+DEFAULT_DATASET = "synthetic"
 
 
 @dataclass
 class DataConfig:
-    """Which dataset, where it lives, and how users become tasks (MeLU's protocol)."""
+    """Which dataset, where it lives, and how users become tasks (MeLU's protocol). Each
+    registered dataset extends it with its own settings (``data.<section>.*``)."""
 
     name: str = setting(
-        "synthetic",
-        "dataset; csv: your own files (data.csv); amazon-unisrec: implicit next-item tasks with "
-        "item text (data.amazon); tallrec-ml100k: TALLRec's few-shot likes (data.tallrec)",
-        choices=("synthetic", "melu-ml1m", "csv", "amazon-unisrec", "tallrec-ml100k"),
+        DEFAULT_DATASET, "registered dataset (`metarec datasets` lists them and their settings)"
     )
     root: str | None = setting(
         None, "data folder; default $METAREC_DATA_DIR/<name>, else the user cache folder"
@@ -158,10 +42,6 @@ class DataConfig:
         "share of warm users held out as the warm test scenario, never meta-trained on "
         "(task.warm heldout; seen leaves them unused, warmup meta-trains on them too)",
     )
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    csv: CsvConfig = field(default_factory=CsvConfig)
-    amazon: AmazonConfig = field(default_factory=AmazonConfig)
-    tallrec: TallrecConfig = field(default_factory=TallrecConfig)
 
 
 @dataclass
@@ -342,7 +222,11 @@ class TrackingConfig:
 class RunConfig:
     """One run: data, model, learner, trainer, seed and where results go."""
 
-    name: str = setting("run", "run name; the run folder is <output_dir>/<name>-<timestamp>")
+    name: str | None = setting(
+        None,
+        "run name; the run folder is <output_dir>/<name>-<timestamp>; default: the dataset, "
+        "the learner, the experiment file and the overrides that changed them",
+    )
     seed: int = setting(0, "seed of initialisation and task order")
     output_dir: str = setting("runs", "parent folder of run folders")
     resume: str | None = setting(
@@ -350,7 +234,14 @@ class RunConfig:
         "continue an interrupted run: true (or last) resumes the newest <output_dir>/<name>-* "
         "folder holding checkpoints/last.ckpt; or a checkpoint file or run folder",
     )
-    data: DataConfig = field(default_factory=DataConfig)
+    plugins: list[str] = setting(
+        [],
+        "modules imported before the config is checked: a researcher's learners and datasets "
+        "(installed packages are found through their metarec.learners / metarec.datasets "
+        "entry points without this)",
+    )
+    # Typed by the chosen dataset's own Settings dataclass when the config is loaded.
+    data: Any = field(default_factory=lambda: {"name": DEFAULT_DATASET})
     task: TaskConfig = field(default_factory=TaskConfig)
     item: ItemConfig = field(default_factory=ItemConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)

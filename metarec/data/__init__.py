@@ -1,6 +1,2 @@
-"""Raw loaders -> interactions -> splits -> tasks -> the LightningDataModule."""
-
-from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
-from metarec.errors import DataError
-
-__all__ = ["STATES", "DataError", "FeatureTable", "RecDataset", "UserRatings"]
+"""Raw files -> the in-memory dataset -> splits -> tasks -> the LightningDataModule; the
+datasets themselves (their files, settings, tasks and paper rows) are :mod:`metarec.datasets`."""

@@ -16,14 +16,14 @@ A user's full chronological sequence is rebuilt by chaining their lines: each li
 plus its target is the next line's history (its last 50 items, past the cap). On the
 Scientific files this gives 8,442 users and 59,427 interactions, UniSRec's published count
 (the test history alone, capped at 50, holds 59,384). The dataset has no ratings and no
-timestamps: it is implicit (``binary``, ``meta["implicit"]``), the sequence order its only
+timestamps: it is implicit (``binary``; scored by ranking), the sequence order its only
 time. Items carry their id and their text; users one constant feature
 (:data:`USER_FEATURE`), so that no user is told apart by an id embedding a held-out user
 never trains: a network tells users apart only through their support sets. Every problem
 with the input is a :class:`DataError` naming the file and the line.
 
-``download_amazon`` fetches the Scientific files (md5 checked) from the CoWPiRec repository;
-``verify_amazon`` checks a folder's files. Nothing is downloaded when loading.
+The dataset (its files' md5s and download URL) is :mod:`metarec.datasets.amazon_unisrec`.
+Nothing is downloaded when loading.
 """
 
 from __future__ import annotations
@@ -32,27 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from metarec.data.files import FileStatus, download_files, locate, read_text, verify_files
+from metarec.data.files import read_text, require_files
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 from metarec.data.vocab import unique_ids
 from metarec.errors import DataError
 
-DATASET_NAME = "amazon-unisrec"
 DOMAIN = "Scientific"
-# ysh-1998/CoWPiRec ("We provide a preprocessed dataset of Scientific dataset"), pinned.
-AMAZON_BASE_URL = (
-    "https://raw.githubusercontent.com/ysh-1998/CoWPiRec/"
-    "db47560c2364650d22afc77080717287daec5079/dataset/Scientific/"
-)
-# md5 of the *uncompressed* files, so a gzipped local copy verifies against the same digest.
-AMAZON_MD5: dict[str, str] = {
-    "Scientific.text": "f2c265ddea0baad6d44e218aa72cfd94",
-    "Scientific.item2index": "d286a1a7855f4e148809a6d3f7ab9fc4",
-    "Scientific.user2index": "6c44eb72c2e3cbc1b001e78a6486088e",
-    "Scientific.train.inter": "2ee2c54fc4d68b8dc5589cb6800704d8",
-    "Scientific.valid.inter": "c24e8406e74ef5e213d086bf850e7e85",
-    "Scientific.test.inter": "9c9624c6737855f40d90f2fb21f17f3a",
-}
 SUFFIXES = ("text", "item2index", "user2index", "train.inter", "valid.inter", "test.inter")
 SPLITS = ("train", "valid", "test")
 TEXT_HEADER = ("item_id:token", "text:token_seq")
@@ -60,20 +45,6 @@ INTER_HEADER = ("user_id:token", "item_id_list:token_seq", "item_id:token")
 _SNIPPET_CHARS = 60
 # Users' one categorical feature, the same value for all (see load_amazon).
 USER_FEATURE = "user"
-_HASH_CHUNK = 1 << 20
-
-
-def _require(root: Path, domain: str) -> dict[str, Path]:
-    """Path of each of the domain's six files (by suffix); all missing ones reported at once."""
-    found = {suffix: locate(root, f"{domain}.{suffix}") for suffix in SUFFIXES}
-    missing = [f"{domain}.{suffix}" for suffix, path in found.items() if path is None]
-    if missing:
-        raise DataError(
-            f"{DATASET_NAME} file(s) not found in {root}: {', '.join(missing)} (plain or .gz); "
-            f"run `metarec data download {DATASET_NAME} --root DIR`, or point data.root at "
-            "the folder holding them (data.amazon.domain names their prefix)"
-        )
-    return {suffix: path for suffix, path in found.items() if path is not None}
 
 
 def _lines(path: Path) -> list[tuple[int, list[str]]]:
@@ -208,15 +179,21 @@ def _chain(user: str, lines: list[Line]) -> list[int]:
     return sequence
 
 
-def load_amazon(root: str | Path, domain: str = DOMAIN) -> RecDataset:
+def load_amazon(root: str | Path, name: str, domain: str = DOMAIN) -> RecDataset:
     """The UniSRec-format files of ``domain`` in ``root`` as an implicit dataset.
 
     ``states["warm_state"]`` lists each user with an interaction, their items in
     chronological order, every "rating" 1.0; the other states are empty (the splits are made
-    by :mod:`metarec.data.implicit`). ``meta["implicit"]`` is True.
+    by :mod:`metarec.data.implicit`).
     """
     root = Path(root).expanduser()
-    paths = _require(root, domain)
+    hint = (
+        f"run `metarec data download {name} --root DIR`, or point data.root at the folder "
+        "holding them (data.amazon.domain names their prefix)"
+    )
+    names = {suffix: f"{domain}.{suffix}" for suffix in SUFFIXES}
+    found = require_files(root, names.values(), name, hint)
+    paths = {suffix: found[file] for suffix, file in names.items()}
     item_ids = _index_file(paths["item2index"], "item")
     user_ids = _index_file(paths["user2index"], "user")
     texts = _texts(paths["text"], set(item_ids))
@@ -241,24 +218,12 @@ def load_amazon(root: str | Path, domain: str = DOMAIN) -> RecDataset:
         {USER_FEATURE: ["user"]},
     )
     return RecDataset(
-        name=DATASET_NAME,
+        name=name,
         users=users,
         items=items,
         item_text={item: texts.get(item, "") for item in item_ids},
         states={state: sequences if state == "warm_state" else [] for state in STATES},
         rating_scale=(0.0, 1.0),
-        meta={"implicit": True, "domain": domain},
+        meta={"domain": domain},
         binary=True,
     )
-
-
-def verify_amazon(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
-    """Check each file of :data:`AMAZON_MD5` (plain or ``.gz``) against its md5
-    (:func:`metarec.data.files.verify_files`)."""
-    return verify_files(root, AMAZON_MD5, "md5", DATASET_NAME, strict)
-
-
-def download_amazon(root: str | Path) -> Path:
-    """Download the Scientific files into ``root`` from :data:`AMAZON_BASE_URL`, checking
-    each md5 (:func:`metarec.data.files.download_files`); returns ``root``."""
-    return download_files(root, AMAZON_BASE_URL, AMAZON_MD5, "md5", DATASET_NAME)

@@ -7,16 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from metarec.data.sampler import MetaBatchSampler, shard
-from metarec.data.scenarios import (  # noqa: F401  (re-exported: the names' old home)
-    ALL_SCENARIOS,
-    FEW_TASKS,
-    ITEM_SCENARIOS,
-    SCENARIOS,
-    WARM_SCENARIOS,
-    ColdStartTasks,
-    data_root,
-    load_dataset,
-)
+from metarec.data.scenarios import ColdStartTasks
 from metarec.data.tasks import TaskSet
 from metarec.errors import DataError
 

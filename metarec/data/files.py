@@ -1,12 +1,13 @@
 """Dataset files on disk: where each one is (plain or gzipped), reading it, and checking or
 downloading it against a digest of its uncompressed bytes (sha256, md5, ...). The loaders'
-own modules (``melu_files.py``, ``amazon.py``) name their files, digests and URLs."""
+dataset modules (:mod:`metarec.datasets`) name their files, digests and URLs."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Literal
 
@@ -48,6 +49,17 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path.name}: cannot read ({err})") from err
 
 
+def require_files(root: Path, names: Iterable[str], what: str, hint: str) -> dict[str, Path]:
+    """Path of every file in ``names`` (plain or ``.gz``); all missing ones are reported at
+    once, with ``hint`` (how to get them)."""
+    found = {name: locate(root, name) for name in names}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        tried = "; ".join(f"{root / n} or {root / n}.gz" for n in missing)
+        raise DataError(f"{what} file(s) not found: {', '.join(missing)} (tried {tried}); {hint}")
+    return {name: path for name, path in found.items() if path is not None}
+
+
 def file_digest(path: Path, algorithm: str = "sha256") -> str | None:
     """Hex digest (``hashlib`` name) of the uncompressed content, or None when the file
     cannot be read."""
@@ -62,31 +74,25 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str | None:
 
 
 def verify_files(
-    root: str | Path, digests: dict[str, str], algorithm: str, what: str, strict: bool = False
+    root: str | Path, digests: dict[str, str], algorithm: str
 ) -> dict[str, FileStatus]:
     """Check each file of ``digests`` (``{name: hex digest of the uncompressed bytes}``).
 
     Returns ``{file name: status}`` in ``digests`` order, the status being ``"ok"``,
     ``"missing"`` (neither ``NAME`` nor ``NAME.gz`` in ``root``), ``"unreadable"`` (e.g. a
-    corrupt gzip) or ``"checksum mismatch"``. With ``strict=True`` any file not ``"ok"``
-    raises a :class:`DataError` naming ``what`` and listing them.
+    corrupt gzip) or ``"checksum mismatch"``.
     """
     root = Path(root)
     report: dict[str, FileStatus] = {}
-    problems = []
     for name, expected in digests.items():
         path = locate(root, name)
         actual = file_digest(path, algorithm) if path is not None else None
         if path is None:
             report[name] = "missing"
-            problems.append(f"{name} (missing)")
         elif actual != expected:
             report[name] = "checksum mismatch" if actual else "unreadable"
-            problems.append(f"{path.name} ({algorithm} {actual or 'unreadable'})")
         else:
             report[name] = "ok"
-    if strict and problems:
-        raise DataError(f"{what} files in {root} fail verification: {', '.join(problems)}")
     return report
 
 

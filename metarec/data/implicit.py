@@ -1,4 +1,4 @@
-"""Next-item tasks on implicit sequences (``dataset.meta["implicit"]``, e.g. amazon-unisrec).
+"""Next-item tasks on implicit sequences (a dataset whose ``scoring`` is ranking: amazon-unisrec).
 
 **A task** is a user at one point ``t`` of their chronological sequence ``s``:
 
@@ -41,10 +41,12 @@ set but ``train``, the same whatever the learner (CPU budgets of text-encoder ru
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 
-from metarec.config.schema import AmazonConfig, DataConfig, TaskConfig
+from metarec.config.schema import DataConfig, TaskConfig
 from metarec.data.schema import RecDataset
 from metarec.data.tasks import TaskSet, padded_tasks, split_users
 from metarec.errors import ConfigError, DataError
@@ -54,13 +56,24 @@ STREAMS = {"new_items": 0, "train": 1, "val": 2, "warm": 3, "warm_warmup": 4, "n
 # Third seed word of the draw that samples a task set down to data.amazon.max_eval_tasks.
 SAMPLE_STREAM = 1
 
+
+class ImplicitSettings(Protocol):
+    """What next-item tasks read of a dataset's own settings (``data.amazon``)."""
+
+    new_item_fraction: float
+    negatives: int
+    train_negatives: int
+    max_history: int
+    max_eval_tasks: int
+
+
 # One task before its negatives: (user index, support item rows, target row).
 Spec = tuple[int, np.ndarray, int]
 # Items negatives are drawn from: (their rows, sorted; a bool mask over all item rows).
 Pool = tuple[np.ndarray, np.ndarray]
 
 
-def _check(dataset: RecDataset, cfg: AmazonConfig, task: TaskConfig) -> None:
+def _check(dataset: RecDataset, cfg: ImplicitSettings, task: TaskConfig) -> None:
     if task.target != "like":
         raise ConfigError(
             f"key 'task.target': {dataset.name} is implicit (interactions, no ratings); "
@@ -161,11 +174,12 @@ def _new_item_specs(sequences: list[np.ndarray], is_new: np.ndarray, history: in
 
 
 def implicit_tasks(
-    dataset: RecDataset, cfg: DataConfig, task: TaskConfig
+    dataset: RecDataset, cfg: DataConfig, task: TaskConfig, settings: ImplicitSettings
 ) -> tuple[TaskSet, TaskSet, dict[str, TaskSet]]:
     """(meta-training, validation, {test scenario: tasks}) of an implicit dataset, whose
-    ``states["warm_state"]`` lists each user's items in chronological order."""
-    settings, history = cfg.amazon, cfg.amazon.max_history
+    ``states["warm_state"]`` lists each user's items in chronological order; ``settings``:
+    the dataset's own section (``data.amazon``)."""
+    history = settings.max_history
     _check(dataset, settings, task)
     users = dataset.states["warm_state"]
     item_row, user_row = dataset.items.row_of, dataset.users.row_of

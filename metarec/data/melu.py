@@ -14,44 +14,31 @@ plain (``NAME``) or gzipped (``NAME.gz``); the plain file wins when both exist:
   (one value a line): every value of the features must be listed in its file.
 
 Every problem with the input is reported as a :class:`DataError` naming the file and the line,
-user or movie at fault. Finding, reading, verifying and downloading the files is
-:mod:`metarec.data.melu_files`; this module parses them.
+user or movie at fault. The dataset itself (``data.name: melu-ml1m``: its files' digests and
+URL, its paper's rows) is :mod:`metarec.datasets.melu_ml1m`; this module parses the format.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-# Re-exported from their old home here: MISSING, render_item_text, MELU_BASE_URL, MELU_SHA256,
-# FileStatus, download_melu, verify_melu.
-from metarec.data.itemtext import MISSING, is_missing, render_item_text  # noqa: F401
-from metarec.data.melu_files import (  # noqa: F401
-    MELU_BASE_URL,
-    MELU_SHA256,
-    FileStatus,
-    download_melu,
-    locate,
-    read_text,
-    require_all,
-    verify_melu,
+from metarec.data.files import locate, read_text, require_files
+from metarec.data.itemtext import is_missing, render_item_text
+from metarec.data.melu_states import (
+    ITEMS_FILE,
+    RATING_RANGE,
+    USERS_FILE,
+    merged_repeats,
+    state_rows,
 )
-from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.data.schema import STATES, FeatureTable, RecDataset
+from metarec.data.split import states_from_rows
 from metarec.data.vocab import encode_values, unique_ids
 from metarec.errors import DataError
 
-DATASET_NAME = "melu-ml1m"
-# MeLU merged MovieLens' duplicate titles 860 -> 811 and 1795 -> 1741 (kept id: merged id), so
-# a user who rated both copies lists the kept id twice (4 such pairs in warm_state, none across
-# states). Those repeats are real ratings and are kept; any other repeat is an error.
-MELU_MERGED_MOVIES: dict[str, str] = {"811": "860", "1741": "1795"}
-
-ITEMS_FILE = "movies_extrainfos.dat"
-USERS_FILE = "users.dat"
 ITEM_COLUMNS = (
     "movie_id",
     "title",
@@ -72,7 +59,6 @@ USER_FEATURES = USER_COLUMNS[1:]
 # Raw fields kept in ``meta["item_fields"]``; the poster URL and the id itself are left out.
 ITEM_TEXT_FIELDS = ITEM_COLUMNS[1:-1]
 LIST_SEP = ", "
-RATING_RANGE = (1.0, 5.0)
 
 # MeLU's vocabulary file of each feature; MeLU's data_generation.py looks every value up in it.
 VOCAB_FILES = {
@@ -237,144 +223,21 @@ def _load_users(path: Path, vocab: dict[str, tuple[set[str], str]]) -> FeatureTa
 
 
 # ---------------------------------------------------------------------------------------------
-# Rating states
-# ---------------------------------------------------------------------------------------------
-
-
-def _read_json_lists(path: Path) -> dict[str, list]:
-    """A ``{user_id: [...]}`` JSON file, checked to be a dict of lists."""
-    text = read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(
-            f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
-        ) from err
-    except RecursionError as err:
-        raise DataError(f"{path.name}: JSON nested too deeply") from err
-    if not isinstance(data, dict):
-        raise DataError(
-            f"{path.name}: expected a JSON object {{user_id: [...]}}, got {type(data).__name__}"
-        )
-    for user, values in data.items():
-        if not isinstance(values, list):
-            raise DataError(
-                f"{path.name}: user {user}: expected a list, got {type(values).__name__}"
-            )
-    return data
-
-
-def _check_same_users(x_path: Path, y_path: Path, x: dict, y: dict) -> None:
-    """Both files of a state must list the same users."""
-    for here, there, present, absent in ((x, y, x_path, y_path), (y, x, y_path, x_path)):
-        extra = next((user for user in here if user not in there), None)
-        if extra is not None:
-            raise DataError(f"user {extra} is in {present.name} but not in {absent.name}")
-
-
-def _check_movies(path: Path, user: str, movies: list, known: dict[str, int]) -> None:
-    """Movie ids must be known strings, each once in the user's list (see MELU_MERGED_MOVIES)."""
-    # set(map(type, ...)) runs in C; the per-item loop only runs to name the culprit.
-    if not set(map(type, movies)) <= {str}:
-        bad = next(movie for movie in movies if not isinstance(movie, str))
-        raise DataError(f"{path.name}: user {user}: movie id {bad!r} is not a string")
-    # difference() with a dict probes the dict per movie; `- known.keys()` would scan all keys.
-    unknown = set(movies).difference(known)
-    if unknown:
-        first = next(movie for movie in movies if movie in unknown)
-        raise DataError(f"{path.name}: user {user}: unknown movie {first} (not in {ITEMS_FILE})")
-    if len(set(movies)) != len(movies):
-        for movie, count in _repeats(movies).items():
-            if movie not in MELU_MERGED_MOVIES or count > 2:
-                raise DataError(f"{path.name}: user {user}: movie {movie} appears {count} times")
-
-
-def _repeats(movies: list[str]) -> dict[str, int]:
-    """Movies listed more than once, with their counts, in first-seen order."""
-    counts = Counter(movies)
-    return {movie: count for movie, count in counts.items() if count > 1}
-
-
-def _to_ratings(path: Path, user: str, values: list) -> np.ndarray:
-    """Ratings as float32, each a real number within :data:`RATING_RANGE`."""
-    low, high = RATING_RANGE
-    # Exact types: bool is an int subclass, and numpy would happily parse numeric strings.
-    if set(map(type, values)) <= {int, float}:
-        try:
-            ratings = np.asarray(values, dtype=np.float64)
-        except OverflowError:  # an int beyond float range; the loop below names it
-            ratings = np.array([np.nan])
-        if not np.any(~((ratings >= low) & (ratings <= high))):  # NaN fails both comparisons
-            return ratings.astype(np.float32)
-    for position, value in enumerate(values):
-        # Plain comparisons: NaN fails them, and huge ints need no float conversion.
-        if type(value) not in (int, float) or not low <= value <= high:
-            raise DataError(
-                f"{path.name}: user {user}: rating #{position + 1} is {value!r}, "
-                f"expected a number in [{low:g}, {high:g}]"
-            )
-    raise AssertionError("unreachable: the fast check failed but no rating is bad")
-
-
-def _load_state(
-    x_path: Path, y_path: Path, users: FeatureTable, items: FeatureTable
-) -> list[UserRatings]:
-    """One state's per-user ratings, in the key order of the ``{state}.json`` file."""
-    x, y = _read_json_lists(x_path), _read_json_lists(y_path)
-    _check_same_users(x_path, y_path, x, y)
-    out = []
-    for user, movies in x.items():
-        if user not in users.row_of:
-            raise DataError(f"{x_path.name}: unknown user {user} (not in {USERS_FILE})")
-        ratings = y[user]
-        if len(ratings) != len(movies):
-            raise DataError(
-                f"{x_path.name} and {y_path.name} disagree for user {user}: "
-                f"{len(movies)} movies but {len(ratings)} ratings"
-            )
-        _check_movies(x_path, user, movies, items.row_of)
-        out.append(UserRatings(user=user, items=movies, ratings=_to_ratings(y_path, user, ratings)))
-    return out
-
-
-def _merged_repeats(states: dict[str, list[UserRatings]]) -> list[tuple[str, str, str]]:
-    """(state, user, movie) of the tolerated repeats, so callers can see or drop them."""
-    return [
-        (state, entry.user, movie)
-        for state, entries in states.items()
-        for entry in entries
-        if len(set(entry.items)) != len(entry.items)
-        for movie in _repeats(entry.items)
-    ]
-
-
-def _check_disjoint_states(states: dict[str, list[UserRatings]], file_of: dict[str, str]) -> None:
-    """Each (user, movie) pair may be rated in one state only, as in MeLU's split.
-
-    ``file_of`` maps a state to the basename of its movie-list file, for the message.
-    """
-    seen: dict[str, list[tuple[str, set[str]]]] = {}
-    for state, entries in states.items():
-        for entry in entries:
-            movies = set(entry.items)
-            for earlier, earlier_movies in seen.get(entry.user, ()):
-                common = movies & earlier_movies
-                if common:
-                    movie = next(m for m in entry.items if m in common)
-                    raise DataError(
-                        f"user {entry.user}, movie {movie} is rated in both "
-                        f"{file_of[earlier]} and {file_of[state]}"
-                    )
-            seen.setdefault(entry.user, []).append((state, movies))
-
-
-# ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
 
 
-def load_melu(root: str | Path) -> RecDataset:
-    """Load MeLU's MovieLens-1M from ``root`` into a :class:`RecDataset` named ``melu-ml1m``.
+# Every file of the format, as MeLU publishes them.
+MELU_FILES = (
+    *(f"{state}{suffix}.json" for state in STATES for suffix in ("", "_y")),
+    ITEMS_FILE,
+    USERS_FILE,
+)
+
+
+def load_melu(root: str | Path, name: str, hint: str) -> RecDataset:
+    """Load MeLU's MovieLens-1M files from ``root`` into a :class:`RecDataset` called ``name``
+    (``hint``: how to get the files, said when some are missing).
 
     Users carry ``gender``, ``age``, ``occupation`` and ``zip`` (width 1); items carry ``rate``
     (width 1) and the multi-valued ``genre``, ``director`` and ``actors`` (zero-padded).
@@ -394,24 +257,24 @@ def load_melu(root: str | Path) -> RecDataset:
             its vocabulary; the message names the file and the line, user, movie or value.
     """
     root = Path(root)
-    paths = require_all(root)
+    paths = require_files(root, MELU_FILES, "MeLU", hint)
     vocab = _vocabularies(root)
     items, item_text, item_fields = _load_items(paths[ITEMS_FILE], vocab)
     users = _load_users(paths[USERS_FILE], vocab)
-    states = {
-        state: _load_state(paths[f"{state}.json"], paths[f"{state}_y.json"], users, items)
-        for state in STATES
-    }
-    _check_disjoint_states(states, {state: paths[f"{state}.json"].name for state in STATES})
+    rows = []
+    for state in STATES:
+        rows += state_rows(state, paths[f"{state}.json"], paths[f"{state}_y.json"], users, items)
+    states = states_from_rows(rows)  # the path every published split takes
     meta = {
         "root": str(root),
         "source": "hoyeoplee/MeLU movielens/ml-1m",
         "files": {name: path.name for name, path in paths.items()},
         "item_fields": item_fields,
-        "merged_repeats": _merged_repeats(states),
+        "merged_repeats": merged_repeats(states),
+        "split": "MeLU's published states",
     }
     return RecDataset(
-        name=DATASET_NAME,
+        name=name,
         users=users,
         items=items,
         item_text=item_text,

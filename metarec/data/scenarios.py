@@ -1,18 +1,15 @@
-"""Dataset by name -> the evaluation scenarios' task sets (``ColdStartTasks``)."""
+"""A loaded dataset -> the evaluation scenarios' task sets (``ColdStartTasks``)."""
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from metarec.config.schema import DataConfig, TaskConfig
-from metarec.data.schema import STATES, RecDataset
-from metarec.data.synthetic import make_synthetic
+from metarec.data.schema import STATES, WARM_UP_STATE, RecDataset
 from metarec.data.tasks import TaskSet, build_tasks, split_users, warmup_split
 from metarec.errors import DataError
 
@@ -29,43 +26,11 @@ ITEM_SCENARIOS = ("warm", "new_item", "new_user_item")
 # users, MetaHIN's seen users with unseen ratings.
 WARM_SCENARIOS = {"heldout": "warm", "seen": "warm_seen", "warmup": "warm_warmup"}
 # Every scenario a run can report, in table order.
-ALL_SCENARIOS = ("warm", "warm_seen", "warm_warmup", "new_user", "new_item", "new_user_item")
+ALL_SCENARIOS = (
+    "warm", "warm_seen", "warm_warmup", "warm_up", "new_user", "new_item", "new_user_item"
+)  # fmt: skip
 # A test scenario with fewer tasks gets a warning: its mean and interval rest on too few.
 FEW_TASKS = 20
-
-
-def data_root(cfg: DataConfig) -> Path:
-    """``data.root``, else ``$METAREC_DATA_DIR/<name>``, else the user cache folder."""
-    if cfg.root:
-        return Path(cfg.root).expanduser()
-    if os.environ.get("METAREC_DATA_DIR"):
-        return Path(os.environ["METAREC_DATA_DIR"]).expanduser() / cfg.name
-    import pooch
-
-    return Path(pooch.os_cache("metarec")) / cfg.name
-
-
-def load_dataset(cfg: DataConfig) -> RecDataset:
-    """The raw dataset named by ``cfg.name``."""
-    if cfg.name == "synthetic":
-        return make_synthetic(cfg.synthetic, seed=cfg.seed)
-    if cfg.name == "melu-ml1m":
-        from metarec.data.melu import load_melu
-
-        return load_melu(data_root(cfg))
-    if cfg.name == "csv":
-        from metarec.data.generic import load_csv
-
-        return load_csv(data_root(cfg), cfg.csv, seed=cfg.seed)
-    if cfg.name == "amazon-unisrec":
-        from metarec.data.amazon import load_amazon
-
-        return load_amazon(data_root(cfg), cfg.amazon.domain)
-    if cfg.name == "tallrec-ml100k":
-        from metarec.data.tallrec import load_ml100k
-
-        return load_ml100k(data_root(cfg))
-    raise ValueError(f"data.name: unknown dataset '{cfg.name}'")
 
 
 class ColdStartTasks:
@@ -84,23 +49,22 @@ class ColdStartTasks:
     def __init__(self, dataset: RecDataset, cfg: DataConfig, task: TaskConfig | None = None):
         task = task or TaskConfig()
         self.unit, self.target = task.unit, task.target
-        # How the tasks are scored (metarec.metrics.evaluate.Scoring's kinds): next-item tasks
-        # rank, TALLRec's one-query samples pool their predictions, the rest are MeLU's.
-        self.scoring_kind = "rating"
-        if dataset.meta.get("implicit"):  # next-item tasks: metarec/data/implicit.py
-            from metarec.data.implicit import implicit_tasks
-
-            self.dataset, self.scoring_kind = dataset, "ranking"
-            self.train, self.val, self.test = implicit_tasks(dataset, cfg, task)
-            return
-        if task.target == "like":
+        source = dataset.source
+        # How the tasks are scored (metarec.metrics.evaluate.Scoring's kinds): the dataset says.
+        self.scoring_kind = source.scoring if source is not None else "rating"
+        if task.target == "like" and not dataset.binary:  # implicit data are likes already
             dataset = _as_likes(dataset, task.like_threshold)
-        if cfg.name == "tallrec-ml100k":  # a task per sample: metarec/data/tallrec.py
-            from metarec.data.tallrec import tallrec_tasks
-
-            self.dataset, self.scoring_kind = dataset, "pooled"
-            self.train, self.val, self.test = tallrec_tasks(dataset, cfg, task)
+        own = source.tasks(dataset, cfg, task) if source is not None else None
+        if own is not None:  # the dataset's own protocol (next items, TALLRec's samples)
+            self.dataset = dataset
+            self.train, self.val, self.test = own
             return
+        if cfg.seed and dataset.meta.get("split"):
+            logging.getLogger(__name__).warning(
+                f"{dataset.name}: the states are fixed by {dataset.meta['split']}; data.seed="
+                f"{cfg.seed} draws only the query ratings and the validation and held-out warm "
+                "users"
+            )
         if task.unit == "item":
             dataset = dataset.swapped()
             sizes = dict(min_ratings=task.support_size + cfg.query_size, max_ratings=None,
@@ -136,6 +100,11 @@ class ColdStartTasks:
         for scenario in scenarios:
             if scenario != "warm" and task.cold:
                 self.test[scenario] = task_sets[SCENARIOS[scenario]]
+        if dataset.states.get(WARM_UP_STATE) and task.unit == "user":  # a published warm-up
+            self.test["warm_up"] = build_tasks(
+                dataset, WARM_UP_STATE, seed=[cfg.seed, len(STATES) + 1], query_size=cfg.query_size,
+                min_ratings=cfg.min_ratings, max_ratings=cfg.max_ratings,
+            )  # fmt: skip
         # logging, not warnings.warn: `metarec reproduce` silences Python warnings.
         for scenario, tasks in self.test.items():
             if len(tasks) < FEW_TASKS:

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from metarec.errors import DataError  # noqa: F401  (still importable from here, as before)
-
 STATES = ("warm_state", "user_cold_state", "item_cold_state", "user_and_item_cold_state")
+# A published warm-up test (MetaHIN's): held-out ratings of warm users, a state of its own.
+WARM_UP_STATE = "warm_up_state"
 
 
 @dataclass
@@ -51,6 +51,8 @@ class UserRatings:
     user: str
     items: list[str]
     ratings: np.ndarray  # float32, same order as ``items``
+    # Which ratings are the query set, where a published split fixes it (else drawn).
+    query: np.ndarray | None = None
 
 
 @dataclass
@@ -66,6 +68,8 @@ class RecDataset:
     meta: dict = field(default_factory=dict)
     # True when the ratings are 0/1 likes (``task.target: like``): networks output a probability.
     binary: bool = False
+    # The registered DataSource class that loaded it (its tasks and scoring); None: defaults.
+    source: Any = None
 
     def swapped(self) -> RecDataset:
         """The same data with the roles of users and items exchanged (``task.unit: item``).

@@ -92,8 +92,9 @@ def build_tasks(
 ) -> TaskSet:
     """One task per user of ``state`` with ``min_ratings``..``max_ratings`` ratings (inclusive).
 
-    ``query_size`` ratings drawn at random are the query set; the support set is the rest, or
-    only ``support_size`` of the rest when given (item tasks: K users who rated the item).
+    ``query_size`` ratings drawn at random are the query set (or those a published split marks
+    as query, ``user.query``); the support set is the rest, or only ``support_size`` of the
+    rest when given (item tasks: K users who rated the item).
     ``max_ratings=None`` keeps users however many ratings they have.
     """
     if min_ratings <= query_size:
@@ -118,8 +119,12 @@ def build_tasks(
     support_items, support_ratings, query_items, query_ratings = [], [], [], []
     for user in kept:
         items = np.array([item_row[item] for item in user.items], dtype=np.int64)
-        order = rng.permutation(len(items))
-        query, support = order[:query_size], order[query_size:end]
+        if user.query is None:
+            order = rng.permutation(len(items))
+            query, support = order[:query_size], order[query_size:end]
+        else:  # a published split fixes the query ratings
+            query, support = np.flatnonzero(user.query), np.flatnonzero(~user.query)
+            support = support[: None if support_size is None else support_size]
         support_items.append(items[support])
         support_ratings.append(user.ratings[support])
         query_items.append(items[query])

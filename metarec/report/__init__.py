@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from metarec.config import RunConfig
+from metarec.catalog import DATASETS
+from metarec.config.schema import RunConfig
 from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.metrics.names import LIKE_TABLE, RANKING, RUN_TABLE
 from metarec.report.cells import cell
-from metarec.report.paper import PAPER
 
 BIAS_ROW = "bias baseline"
 
@@ -17,9 +17,10 @@ def metric_names(cfg: RunConfig, metrics: dict | None = None) -> tuple[str, ...]
     """The table's metric columns for the run's ``task.target`` and scoring: next-item tasks
     show their ranking metrics (and full ranking's, when run), pooled ones their AUC."""
     reported = {name for summary in (metrics or {}).values() for name in summary}
-    if "hr@10" in reported:
+    scoring = DATASETS.get(cfg.data.name).scoring
+    if scoring == "ranking":
         return (*(name for name in RANKING if name in reported), "auc")
-    if "auc" in reported and "precision" not in reported:  # pooled: one query per task
+    if scoring == "pooled":  # one query per task
         return ("auc", "mae")
     return LIKE_TABLE if cfg.task.target == "like" else RUN_TABLE
 
@@ -31,8 +32,9 @@ def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> l
     methods = {cfg.learner.name: metrics}
     if baseline:
         methods[BIAS_ROW] = baseline
-    if cfg.task.unit == "user" and cfg.task.target == "rating":
-        methods.update(PAPER.get(cfg.data.name, {}))
+    source = DATASETS.get(cfg.data.name)
+    if source.scoring == "rating" and cfg.task.unit == "user" and cfg.task.target == "rating":
+        methods.update(source.paper)
     names = metric_names(cfg, metrics)
     for method, results in methods.items():
         for scenario in [name for name in ALL_SCENARIOS if name in metrics]:
@@ -76,7 +78,7 @@ def print_table(cfg: RunConfig, metrics: dict, baseline: dict | None = None, con
     by_method: dict[str, dict[str, list[str]]] = {}
     for row in rows:
         by_method.setdefault(row[0], {})[row[1]] = row[2:]
-    table = Table(title=f"{cfg.learner.name} on {cfg.data.name}", box=box.SIMPLE_HEAD,
+    table = Table(title=cfg.name, box=box.SIMPLE_HEAD,
                   show_edge=False, caption="all digits: metrics.json, table.md")  # fmt: skip
     table.add_column("method", overflow="fold")
     for scenario in scenarios:  # two header lines: "new user" over "item"

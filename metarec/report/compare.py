@@ -214,10 +214,13 @@ def table_lines(summary: list[dict], paper: dict) -> list[str]:
     return lines
 
 
-def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None) -> list[str]:
+def findings(
+    summary: list[dict], paper: dict, warmup_goal: float | None = None, paper_best: str = ""
+) -> list[str]:
     """One generated sentence per scenario (best variant, its margin over the reference and
-    p-value, which variants beat the reference), then the failures: the only prose the README
-    states about these numbers."""
+    p-value, which variants beat the reference, how many are below the paper's own method's
+    row ``paper_best``), then the failures: the only prose the README states about these
+    numbers."""
     lines = []
     for scenario in ALL_SCENARIOS:
         mine = [e for e in summary if e["scenario"] == scenario and e.get("mae") is not None]
@@ -241,10 +244,13 @@ def findings(summary: list[dict], paper: dict, warmup_goal: float | None = None)
         text += (f". Significantly below {name} (p < {ALPHA}): "
                  f"{', '.join(f'`{b}`' for b in beating)}." if beating else
                  f". **No learner beats {name} with p < {ALPHA}.**")  # fmt: skip
-        melu5 = paper.get("MeLU-5 (paper)", {}).get(paper_scenario(scenario), {}).get("mae")
-        if melu5 is not None:
-            below = [label(e["method"], e["text"]) for e in mine if e["mae_high"] < melu5]
-            text += f" Below MeLU-5's published {cell(melu5)} (whole interval): {len(below)} of "
+        published = paper.get(paper_best, {}).get(paper_scenario(scenario), {}).get("mae")
+        if published is not None:
+            below = [label(e["method"], e["text"]) for e in mine if e["mae_high"] < published]
+            method = paper_best.removesuffix(" (paper)")
+            text += (
+                f" Below {method}'s published {cell(published)} (whole interval): {len(below)} of "
+            )
             text += f"{len(mine)} variants."
         if scenario == "warm_warmup" and warmup_goal is not None:
             met = best["mae"] <= warmup_goal

@@ -1,8 +1,8 @@
 """The reproduction's figure: a panel per (metric, scenario), methods sorted by result.
 
 Each metric is a row of panels sharing one x-axis, its label saying which direction is
-better; the shrunk bias baseline and MeLU-5 (paper) are vertical reference lines; error bars
-are the two-level bootstrap intervals. Written as PNG and PDF.
+better; the shrunk bias baseline and the paper's own method (MeLU-5) are vertical reference
+lines; error bars are the two-level bootstrap intervals. Written as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from metarec.io import atomic_write_bytes
 from metarec.metrics.names import HEADLINE, METRICS
 
 
-def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]:
-    """Write ``path`` (.png) and its .pdf twin; the two paths."""
+def plot(
+    summary: list[dict], paper: dict, path: Path, title: str, paper_best: str = ""
+) -> list[Path]:
+    """Write ``path`` (.png) and its .pdf twin; the two paths. The paper's own method's row
+    (``paper_best``) is a reference line beside the bias baseline's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +31,7 @@ def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]
     rows = len(max(([e for e in summary if e["scenario"] == s] for s in scenarios), key=len))
     fig, axes = plt.subplots(len(HEADLINE), len(scenarios), sharex="row", squeeze=False,
                              figsize=(3.4 * len(scenarios), 2 * (0.22 * rows + 1.2)))  # fmt: skip
-    melu5 = paper.get("MeLU-5 (paper)", {})
+    published = paper.get(paper_best, {})
     for row, metric in enumerate(HEADLINE):
         for col, scenario in enumerate(scenarios):
             axis = axes[row][col]
@@ -48,10 +51,10 @@ def plot(summary: list[dict], paper: dict, path: Path, title: str) -> list[Path]
             if reference:
                 axis.axvline(reference[metric], color="C1", linestyle="--", linewidth=1,
                              label=f"{reference['method']} (bias baseline)")  # fmt: skip
-            paper_value = melu5.get(paper_scenario(scenario), {}).get(metric)
+            paper_value = published.get(paper_scenario(scenario), {}).get(metric)
             if paper_value is not None:
                 axis.axvline(paper_value, color="C3", linestyle=":", linewidth=1,
-                             label="MeLU-5 (paper)")  # fmt: skip
+                             label=paper_best)  # fmt: skip
             axis.set_title(scenario, fontsize=8)
             axis.set_xlabel(f"{METRICS[metric].label} ({METRICS[metric].better})", fontsize=7)
             axis.tick_params(axis="x", labelsize=6)

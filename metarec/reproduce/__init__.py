@@ -4,7 +4,7 @@
 for every seed, ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one
 training scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``:
 MetaHIN's warm-up, warm only, without item text), and at every point of the dataset's grid
-(``spec.GRIDS``: TALLRec's 16 / 64 / 256 training samples, each row naming its point in
+(the dataset's ``grid``: TALLRec's 16 / 64 / 256 training samples, each row naming its point in
 ``grid``), then writes into ``--out``:
 
 - ``runs.csv`` / ``runs.json``: one row per (method, text, seed, scenario), failed runs included,
@@ -33,30 +33,28 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_json
 from metarec.metrics.names import NAMES
 from metarec.report.files import write_csv
-from metarec.report.paper import GOALS
 from metarec.report.reproduction import README_END, README_START, update_readme, write_report
 from metarec.reproduce.runner import Job, run_job, run_jobs
 from metarec.reproduce.spec import (
-    DATASET_WARM_PASSES,
     EXPERIMENTS,
-    GRIDS,
     TEXTS,
     WARM_PASSES,
     Run,
     config_hash,
+    dataset_of,
     experiments_folder,
     plan,
     run_overrides,
 )
 
 __all__ = [
-    "DATASET_WARM_PASSES", "EXPERIMENTS", "GOALS", "GRIDS", "README_END", "README_START",
-    "TEXTS", "WARM_PASSES", "Job", "Run", "config_hash", "experiments_folder", "load_rows",
+    "EXPERIMENTS", "README_END", "README_START", "TEXTS", "WARM_PASSES", "Job", "Run",
+    "config_hash", "dataset_of", "experiments_folder", "load_rows",
     "plan", "reproduce", "run_all", "run_job", "run_jobs", "run_overrides", "update_readme",
     "write_report", "write_rows",
 ]  # fmt: skip
@@ -145,22 +143,23 @@ def reproduce(
     data_seeds: bool = False,
 ) -> tuple[list[dict], str, float]:
     """Run (or resume) the whole table; the rows, the Markdown table and the wall time.
-    ``warms``: the warm-protocol passes (default: the dataset's ``DATASET_WARM_PASSES``, else
+    ``warms``: the warm-protocol passes (default: the dataset's ``warm_passes``, else
     ``WARM_PASSES``); ``data_seeds``: each seed also sets ``data.seed``. Every row runs at each
-    point of the dataset's grid (``GRIDS``), if it has one."""
+    point of the dataset's ``grid``, if it has one."""
     start = time.perf_counter()
     folder = experiments_folder(dataset)
     out = Path(out or Path("results") / folder.name)
     overrides = list(overrides or [])
-    warms = warms or DATASET_WARM_PASSES.get(folder.name, WARM_PASSES)
-    runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, GRIDS.get(folder.name))
+    source = dataset_of(folder)
+    warms = warms or source.warm_passes or WARM_PASSES
+    runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, source.grid)
     rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
     seconds = time.perf_counter() - start
     ran = len(runs)  # this command's runs (rows of other methods kept in runs.json aside)
     seeding = "data seeds varied" if data_seeds else "one data split"
     title = (f"{dataset}: {len(runs)} runs ({seeds} seeds, {seeding}), "
              f"{' '.join(overrides) or 'defaults'}")  # fmt: skip
-    table = write_report(out, rows, load_config(runs[0].config).data.name, title)
+    table = write_report(out, rows, source.name, title)
     atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "runs": ran,
                                             "jobs": jobs, "seeds": seeds})  # fmt: skip
     return rows, table, seconds

@@ -4,8 +4,8 @@ point x seed.
 ``experiments/<dataset>/*.yaml`` (one file per table row, ``base.yaml`` aside) for every seed,
 ``item.text`` variant and warm-protocol pass (``task.warm=[heldout,seen]``: one training
 scores held-out and seen warm users and the cold scenarios; ``task.warm=[warmup]``: MetaHIN's
-warm-up, warm only, without item text), and, for a dataset with a ``GRIDS`` entry, every point
-of its grid (TALLRec's 16 / 64 / 256 training samples); each run's ``key=value`` settings, and
+warm-up, warm only, without item text), and, for a dataset with a ``grid``, every point of it
+(TALLRec's 16 / 64 / 256 training samples); each run's ``key=value`` settings, and
 the hash of its resolved config by which a re-run knows a finished run.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from metarec.config import load_config, to_yaml
+from metarec.config.load import load_config, to_yaml
 from metarec.errors import ConfigError
 from metarec.paths import experiments_root
 
@@ -24,14 +24,6 @@ EXPERIMENTS = experiments_root()
 TEXTS = ("none", "join")  # item.text variants of every learner that reads item features
 # Warm-protocol passes (task.warm): heldout and seen share one training; warmup trains on less.
 WARM_PASSES = ("heldout,seen", "warmup")
-# Per dataset (experiments folder name), settings every row runs at each value of: a table
-# axis such as TALLRec's training-set sizes (Bao et al., RecSys 2023, Table 1).
-GRIDS: dict[str, dict[str, tuple]] = {
-    "tallrec_ml100k": {"data.tallrec.train_samples": (16, 64, 256)},
-}
-# Per dataset, its warm passes when the command names none: TALLRec's benchmark has one test
-# set (scored as ``warm``), so one pass.
-DATASET_WARM_PASSES: dict[str, tuple[str, ...]] = {"tallrec_ml100k": ("heldout",)}
 
 
 @dataclass(frozen=True)
@@ -68,6 +60,17 @@ def experiments_folder(dataset: str, root: Path | None = None) -> Path:
     return folder
 
 
+def dataset_of(folder: Path) -> type:
+    """The registered dataset an experiments folder's files run on (its first file's)."""
+    from metarec.catalog import DATASETS
+    from metarec.config.load import experiment_files
+
+    files = experiment_files(folder)
+    if not files:
+        raise ConfigError(f"{folder} holds no experiment files")
+    return DATASETS.get(load_config(files[0]).data.name)
+
+
 def plan(
     folder: Path,
     methods: Iterable[str] | None,
@@ -78,7 +81,7 @@ def plan(
     grid: dict[str, tuple] | None = None,
 ) -> list[Run]:
     """Every (method, text, warm pass, grid point, seed) to run (``grid``: settings every row
-    runs at each value of, see ``GRIDS``). A learner that cannot read item text (an
+    runs at each value of, the dataset's ``grid``). A learner that cannot read item text (an
     ID-only model) runs once per seed with none; an experiment that sets ``item.text`` itself
     (the text-only ``textsim``) runs with that setting only, and one that sets ``task.warm``
     (``melu_paper``) with its own warm protocols only."""

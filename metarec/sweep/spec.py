@@ -12,8 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metarec.config import load_config
-from metarec.config.load import read_yaml_mapping
+from metarec.config.load import load_config, read_yaml_mapping
 from metarec.errors import ConfigError
 from metarec.metrics.names import NAMES
 

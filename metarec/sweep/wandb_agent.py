@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 
-from metarec.config import load_config
+from metarec.config.load import load_config
 from metarec.sweep.spec import ARGS, Sweep
 
 

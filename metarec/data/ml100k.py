@@ -1,36 +1,6 @@
-"""TALLRec's few-shot MovieLens-100K benchmark (Bao et al., RecSys 2023): ``data.name:
-tallrec-ml100k``.
-
-The protocol, as TALLRec's own code builds it (``preprocess_movie.py`` and ``finetune_rec.py``
-of ``SAI990323/TALLRec``):
-
-* a rating above 3 is a like (``int(rating) > 3``; here ``task.like_threshold``, whose default
-  4 says the same of whole stars: a 3 is a dislike);
-* each user's ratings are sorted by time (ties keep file order) and every rating after the
-  first ``history`` (10) is the target of one **sample**: the ``history`` ratings just before
-  it, with their likes, then the target item and its like;
-* samples are listed user by user, users in the order of their first line in ``u.data``, each
-  user's in time order (``data.tallrec.order: user``; ``time`` sorts them all by the target's
-  timestamp instead); the **last** ``n_last`` (10,000) of that list are the benchmark, cut in
-  list order at 80% and 90% (``int(n * 0.8)``, as TALLRec) into training, validation and test;
-* a run trains on ``train_samples`` (16, 64 or 256) of the training part, the first of a
-  permutation drawn from ``data.seed`` (``np.random.default_rng(seed).permutation``, which is
-  how Hugging Face ``datasets``' ``shuffle(seed)`` draws TALLRec's ``select(range(sample))``;
-  so the 16 are among the 64, and the 64 among the 256); it validates (early stopping, model
-  choice) on the whole validation part, as TALLRec does, and is tested on the whole test part;
-* AUC over all test samples pooled (each task has one query, so a per-task AUC is undefined;
-  :mod:`metarec.metrics.pooled`).
-
-In metarec a sample is a task: its support set is the ``history`` items with their labels, its
-query set the target item. The test scenario is ``warm``; every method sees the same tasks.
-``data.tallrec.extra: true`` adds every sample before the benchmark (the rest of ML-100K,
-about 80,000 samples) to the meta-training tasks: extra data TALLRec's rows do not use, so a
-row trained so must say it. Other ``data.*`` task settings (``min_ratings``, ``query_size``,
-the fractions) do not apply here.
-
-Files: ``u.data``, ``u.item`` and ``u.user`` of GroupLens' ``ml-100k.zip``, plain or gzipped,
-in ``data.root`` or its ``ml-100k`` folder (:func:`download_ml100k` fetches and checks the zip;
-there is no download on load, as for MeLU's files).
+"""GroupLens' MovieLens-100K files (``u.data``, ``u.item``, ``u.user``), plain or gzipped, in
+``data.root`` or its ``ml-100k`` folder; every problem a :class:`DataError` naming the file and
+line. The dataset that uses them (TALLRec's benchmark) is :mod:`metarec.datasets.tallrec_ml100k`.
 """
 
 from __future__ import annotations
@@ -39,21 +9,16 @@ import gzip
 import hashlib
 import logging
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from metarec.config.schema import DataConfig, TallrecConfig, TaskConfig
 from metarec.data.files import FileStatus, locate, verify_files
 from metarec.data.itemtext import render_item_text
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
-from metarec.data.tasks import TaskSet
 from metarec.data.vocab import encode_values, unique_ids
-from metarec.errors import ConfigError, DataError
+from metarec.errors import DataError
 
-DATASET_NAME = "tallrec-ml100k"
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 # SHA-1 of ml-100k.zip as Dive into Deep Learning publishes it (d2l.ai, chapter
 # "recommender-systems/movielens": d2l.DATA_HUB['ml-100k']).
@@ -76,8 +41,6 @@ GENRES = (
 ITEM_TEXT_TEMPLATE = "{title}. Genre: {genre}."
 # MovieLens-1M's age groups (its README), so ages read alike across the MovieLens loaders.
 AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
-# Where TALLRec cuts the benchmark samples: training before 80%, validation before 90%.
-TRAIN_END, VAL_END = 0.8, 0.9
 # The state holding every user's ratings, in time order (times in ``meta["times"]``).
 STATE = "warm_state"
 
@@ -145,12 +108,12 @@ def download_ml100k(root: str | Path) -> Path:
     return root / "ml-100k"
 
 
-def verify_ml100k(root: str | Path, strict: bool = False) -> dict[str, FileStatus]:
+def verify_ml100k(root: str | Path) -> dict[str, FileStatus]:
     """Check ``u.data``, ``u.item`` and ``u.user`` (plain or ``.gz``, in ``root`` or its
     ``ml-100k`` folder, as the loader finds them) against GroupLens' md5 (:data:`ML100K_MD5`)."""
     root = Path(root).expanduser()
     folder = root if any(locate(root, name) for name in FILES) else root / "ml-100k"
-    return verify_files(folder, ML100K_MD5, "md5", DATASET_NAME, strict)
+    return verify_files(folder, ML100K_MD5, "md5")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,12 +206,12 @@ def _load_ratings(
     return states, times
 
 
-def load_ml100k(root: str | Path) -> RecDataset:
-    """MovieLens-100K under ``root`` as a :class:`RecDataset` named ``tallrec-ml100k``.
+def load_ml100k(root: str | Path, name: str) -> RecDataset:
+    """MovieLens-100K under ``root`` as a :class:`RecDataset` called ``name``.
 
     ``states["warm_state"]`` holds every user's ratings (1..5 stars) in time order, users in
     the order of their first line in ``u.data``; ``meta["times"][user]`` the timestamps. The
-    other states are empty: the tasks are TALLRec's samples (:func:`tallrec_tasks`).
+    other states are empty (TALLRec's samples are made of them).
 
     Raises:
         DataError: a file is missing or malformed, an id unknown or repeated, a rating outside
@@ -268,142 +231,5 @@ def load_ml100k(root: str | Path) -> RecDataset:
         "item_fields": item_fields,
         "times": times,
     }
-    return RecDataset(name=DATASET_NAME, users=users, items=items, item_text=item_text,
+    return RecDataset(name=name, users=users, items=items, item_text=item_text,
                       states=states, rating_scale=(1.0, 5.0), meta=meta)  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Samples and splits
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Samples:
-    """TALLRec's samples: row ``i`` is ``user[i]``'s ``history`` items, then the target.
-
-    ``items`` and ``ratings`` are ``(n, history + 1)``; ``time`` is the target's timestamp.
-    """
-
-    user: list[str]
-    items: np.ndarray  # object (raw item ids)
-    ratings: np.ndarray  # float32
-    time: np.ndarray  # int64
-
-    def __len__(self) -> int:
-        return len(self.user)
-
-    def take(self, index: np.ndarray) -> Samples:
-        """The samples at ``index``, in that order."""
-        index = np.asarray(index, dtype=np.int64)
-        return Samples([self.user[i] for i in index.tolist()], self.items[index],
-                       self.ratings[index], self.time[index])  # fmt: skip
-
-    def ids(self) -> list[str]:
-        """``user:target item``, unique per sample (a user rates an item once)."""
-        return [f"{user}:{item}" for user, item in zip(self.user, self.items[:, -1], strict=True)]
-
-
-def make_samples(users: list[UserRatings], times: dict[str, np.ndarray], history: int) -> Samples:
-    """Every user's sliding windows (``users`` in order, each in its own time order): the
-    ``history`` ratings before each later rating, then that rating."""
-    if history < 1:
-        raise ConfigError(f"key 'data.tallrec.history': {history} must be at least 1")
-    rows, owners, ratings, when = [], [], [], []
-    for user in users:
-        items = np.asarray(user.items, dtype=object)
-        for end in range(history, len(items)):
-            rows.append(items[end - history : end + 1])
-            ratings.append(user.ratings[end - history : end + 1])
-            owners.append(user.user)
-            when.append(times[user.user][end])
-    if not rows:
-        raise DataError(f"no user has more than data.tallrec.history={history} ratings")
-    return Samples(owners, np.stack(rows), np.stack(ratings).astype(np.float32),
-                   np.asarray(when, dtype=np.int64))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Split:
-    """Sample indices: before the benchmark (``extra``), then its 8:1:1 parts."""
-
-    extra: np.ndarray
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-
-def split_samples(n_samples: int, n_last: int) -> Split:
-    """The last ``n_last`` samples cut at 80% and 90% (TALLRec's ``int(n * 0.8)``); every
-    earlier sample is ``extra``."""
-    if not 10 <= n_last <= n_samples:
-        raise DataError(
-            f"data.tallrec.n_last={n_last}: the data give {n_samples} samples; keep between 10 "
-            "and that many"
-        )
-    start = n_samples - n_last
-    train_end, val_end = start + int(n_last * TRAIN_END), start + int(n_last * VAL_END)
-    return Split(np.arange(start), np.arange(start, train_end), np.arange(train_end, val_end),
-                 np.arange(val_end, n_samples))  # fmt: skip
-
-
-def few_shot(n_train: int, train_samples: int | None, seed: int) -> np.ndarray:
-    """Which training samples a run uses: the first ``train_samples`` of a permutation drawn
-    from ``seed`` (all of them, permuted, for None), as TALLRec's seeded shuffle and select."""
-    order = np.random.default_rng(seed).permutation(n_train)
-    if train_samples is None:
-        return order
-    if not 1 <= train_samples <= n_train:
-        raise ConfigError(
-            f"key 'data.tallrec.train_samples': {train_samples} is not within 1..{n_train} "
-            "(the training part of the benchmark)"
-        )
-    return order[:train_samples]
-
-
-def benchmark(dataset: RecDataset, cfg: DataConfig) -> tuple[Samples, Split, np.ndarray]:
-    """All samples (in ``data.tallrec.order``), their split, and the indices a run meta-trains
-    on: its few-shot training samples, after every ``extra`` one with ``data.tallrec.extra``."""
-    settings: TallrecConfig = cfg.tallrec
-    samples = make_samples(dataset.states[STATE], dataset.meta["times"], settings.history)
-    if settings.order == "time":
-        samples = samples.take(np.argsort(samples.time, kind="stable"))
-    split = split_samples(len(samples), settings.n_last)
-    train = split.train[few_shot(len(split.train), settings.train_samples, cfg.seed)]
-    if settings.extra:
-        train = np.concatenate([split.extra, train])
-    return samples, split, train
-
-
-def _task_set(samples: Samples, dataset: RecDataset) -> TaskSet:
-    """One task per sample: support = the history, query = the target."""
-    rows = np.vectorize(dataset.items.row_of.__getitem__, otypes=[np.int64])(samples.items)
-    items, ratings = torch.as_tensor(rows), torch.as_tensor(samples.ratings)
-    users = [dataset.users.row_of[user] for user in samples.user]
-    return TaskSet(
-        user_ids=samples.ids(),
-        user=torch.tensor(users, dtype=torch.long),
-        support_item=items[:, :-1].contiguous(),
-        support_rating=ratings[:, :-1].contiguous(),
-        support_mask=torch.ones(items[:, :-1].shape, dtype=torch.bool),
-        query_item=items[:, -1:].contiguous(),
-        query_rating=ratings[:, -1:].contiguous(),
-        query_mask=torch.ones(len(samples), 1, dtype=torch.bool),
-    )
-
-
-def tallrec_tasks(
-    dataset: RecDataset, cfg: DataConfig, task: TaskConfig
-) -> tuple[TaskSet, TaskSet, dict[str, TaskSet]]:
-    """(meta-training, validation, ``{"warm": test}``) task sets of TALLRec's protocol, on
-    ``dataset`` as ``ColdStartTasks`` hands it over (ratings already likes for
-    ``task.target: like``)."""
-    if task.unit != "user":
-        raise ConfigError(
-            f"key 'task.unit': {DATASET_NAME}'s tasks are samples of one user, not "
-            f"'{task.unit}'; use task.unit=user"
-        )
-    if STATE not in dataset.states or "times" not in dataset.meta:
-        raise DataError(f"{dataset.name}: not loaded by metarec.data.tallrec.load_ml100k")
-    samples, split, train = benchmark(dataset, cfg)
-    return (_task_set(samples.take(train), dataset), _task_set(samples.take(split.val), dataset),
-            {"warm": _task_set(samples.take(split.test), dataset)})  # fmt: skip

@@ -10,11 +10,36 @@ a seeded share of users are the new users.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 
-from metarec.config.schema import SyntheticConfig
+from metarec.config.schema import DataConfig, setting
 from metarec.data.itemtext import render_item_text
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
+from metarec.data.source import DataSource
+from metarec.registry import DATASETS
+
+
+@dataclass
+class SyntheticConfig:
+    """Sizes and noise of the embedded synthetic dataset."""
+
+    n_users: int = setting(1000, "users in all states")
+    n_items: int = setting(500, "items in all states")
+    new_item_fraction: float = setting(0.35, "share of items that are 'new' (released last)")
+    new_user_fraction: float = setting(0.2, "share of users that are 'new'")
+    min_ratings: int = setting(20, "fewest ratings a user gives")
+    max_ratings: int = setting(90, "most ratings a user gives")
+    latent_dim: int = setting(4, "dimension of the hidden preference model")
+    noise: float = setting(0.3, "std of the rating noise before rounding")
+
+
+@dataclass
+class SyntheticSettings(DataConfig):
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
 
 RATES = ["G", "PG", "PG-13", "R", "NC-17", "UNRATED"]
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi",
@@ -126,4 +151,16 @@ def make_synthetic(cfg: SyntheticConfig, seed: int = 0) -> RecDataset:
                 )
             )
     return RecDataset(name="synthetic", users=users, items=items, item_text=text, states=states,
-                      meta={"item_fields": fields})  # fmt: skip
+                      meta={"item_fields": fields}, source=Synthetic)  # fmt: skip
+
+
+@DATASETS.register("synthetic")
+class Synthetic(DataSource):
+    """The embedded synthetic dataset (``data.synthetic``): no files, made from its seed."""
+
+    Settings = SyntheticSettings
+    on_disk = False
+
+    @classmethod
+    def load(cls, cfg: SyntheticSettings, root: Path) -> RecDataset:
+        return make_synthetic(cfg.synthetic, seed=cfg.seed)

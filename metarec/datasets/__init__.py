@@ -1,0 +1,1 @@
+"""The built-in datasets, one module each (:class:`metarec.data.source.DataSource`)."""
