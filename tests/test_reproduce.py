@@ -18,6 +18,8 @@ from metarec.errors import ConfigError, DataError
 from metarec.metrics.names import ESTIMATED
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
 from metarec.report.compare import aggregate, findings, table_lines, wins
+from metarec.report.reproduction import README_END, README_START
+from metarec.reproduce import spec
 from metarec.task_cache import TaskCache
 from tests.conftest import SMALL
 
@@ -31,7 +33,7 @@ def experiments(tmp_path, monkeypatch):
     features, the text-only baseline."""
     folder = tmp_path / "experiments" / "synthetic"
     folder.mkdir(parents=True)
-    shipped = rep.EXPERIMENTS / "synthetic"
+    shipped = spec.EXPERIMENTS / "synthetic"
     for path in [shipped / f"{name}.yaml" for name in ("mean", "ridge", "mf")]:
         shutil.copy(path, folder)
     if (shipped / "base.yaml").exists():  # what the experiment files leave to their base
@@ -39,12 +41,12 @@ def experiments(tmp_path, monkeypatch):
     (folder / "textsim.yaml").write_text(
         "name: t\ndata:\n  name: synthetic\nitem:\n  text: replace\nlearner:\n  name: textsim\n"
     )
-    monkeypatch.setattr(rep.spec, "EXPERIMENTS", folder.parent)
+    monkeypatch.setattr(spec, "EXPERIMENTS", folder.parent)
     return folder
 
 
 def test_plan_gives_text_variants_only_to_learners_that_read_item_text(experiments):
-    runs = rep.plan(experiments, None, seeds=2)
+    runs = spec.plan(experiments, None, seeds=2)
     variants = {(run.method, run.text) for run in runs}
     assert variants == {("mean", "none"), ("mf", "none"), ("ridge", "none"),
                         ("ridge", "join"), ("textsim", "replace")}  # fmt: skip
@@ -53,11 +55,11 @@ def test_plan_gives_text_variants_only_to_learners_that_read_item_text(experimen
 
 def test_plan_names_an_unknown_method_and_a_bad_seed_count(experiments):
     with pytest.raises(ConfigError, match="unknown methods \\['maml'\\]"):
-        rep.plan(experiments, ["mean", "maml"], seeds=1)
+        spec.plan(experiments, ["mean", "maml"], seeds=1)
     with pytest.raises(ConfigError, match="--seeds"):
-        rep.plan(experiments, None, seeds=0)
+        spec.plan(experiments, None, seeds=0)
     with pytest.raises(ConfigError, match="no experiments for 'nope'"):
-        rep.experiments_folder("nope")
+        spec.experiments_folder("nope")
 
 
 def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(
@@ -147,8 +149,8 @@ def test_results_command_refills_the_readme_block(experiments, tmp_path, capsys)
         "synthetic", seeds=1, methods=["mean"], overrides=FAST, out=out, progress=False, **HELDOUT
     )
     readme = tmp_path / "README.md"
-    start = rep.README_START.format(name="synthetic", folder=out)
-    readme.write_text(f"# Title\n\n{start}\nold table\n{rep.README_END.format(name='synthetic')}\n"
+    start = README_START.format(name="synthetic", folder=out)
+    readme.write_text(f"# Title\n\n{start}\nold table\n{README_END.format(name='synthetic')}\n"
                       "## After\n")  # fmt: skip
     assert main(["results", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
@@ -187,14 +189,14 @@ def test_every_warm_pass_and_data_seed_is_planned_and_scored(experiments, tmp_pa
         "name: p\ndata:\n  name: synthetic\ntask:\n  warm: [heldout, seen]\n"
         "item:\n  text: none\nlearner:\n  name: ridge\n"
     )
-    runs = rep.plan(experiments, ["ridge", "paper", "textsim"], seeds=2,
-                    warms=rep.WARM_PASSES, data_seeds=True)  # fmt: skip
+    runs = spec.plan(experiments, ["ridge", "paper", "textsim"], seeds=2,
+                    warms=spec.WARM_PASSES, data_seeds=True)  # fmt: skip
     assert {(r.method, r.text, r.warm) for r in runs} == {
         ("ridge", "none", "heldout,seen"), ("ridge", "join", "heldout,seen"),
         ("ridge", "none", "warmup"), ("paper", "none", "heldout,seen"),
         ("textsim", "replace", "heldout,seen"), ("textsim", "replace", "warmup")}  # fmt: skip
     warmup = next(r for r in runs if r.warm == "warmup" and r.seed == 1)
-    settings = rep.run_overrides(warmup, [], tmp_path)
+    settings = spec.run_overrides(warmup, [], tmp_path)
     assert {"task.warm=[warmup]", "task.cold=false", "data.seed=1", "seed=1"} <= set(settings)
     rows, table, _ = rep.reproduce("synthetic", seeds=2, methods=["mean", "ridge"], texts=["none"],
                                    overrides=FAST, out=tmp_path / "out", progress=False,

@@ -19,6 +19,7 @@ from metarec.metrics.pooled import paired_auc_test, pooled_auc, pooled_auc_estim
 from metarec.report.pooled import aggregate_pooled, write_pooled_report
 from metarec.report.pooled_table import grid_value, pooled_table_lines
 from metarec.report.reproduction import write_report
+from metarec.reproduce import spec
 from metarec.reproduce.spec import grid_points
 from tests.conftest import SMALL
 
@@ -35,21 +36,21 @@ def test_grid_points_are_the_product_of_the_keys_values():
         "a=2 b=y",
     ]
     assert grid_value("a=1 b=x", "b") == "x" and grid_value("a=1", "c") is None
-    with pytest.raises(rep.spec.ConfigError, match="grid key 'a'"):
+    with pytest.raises(spec.ConfigError, match="grid key 'a'"):
         grid_points({"a": ()})
 
 
 def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
-    folder = rep.experiments_folder("tallrec-ml100k")
-    source = rep.dataset_of(folder)
+    folder = spec.experiments_folder("tallrec-ml100k")
+    source = spec.dataset_of(folder)
     assert source is DATASETS.get("tallrec-ml100k")
     sizes = source.grid["data.tallrec.train_samples"]
     assert sizes == (16, 64, 256)
-    runs = rep.plan(
+    runs = spec.plan(
         folder,
         None,
         3,
-        rep.TEXTS,
+        spec.TEXTS,
         source.warm_passes,
         True,
         source.grid,
@@ -60,30 +61,30 @@ def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
         mine = [run for run in runs if run.method == method]
         assert len(mine) == 9 and {run.warm for run in mine} == {"heldout"}
         assert {run.grid for run in mine} == {f"data.tallrec.train_samples={n}" for n in sizes}
-    settings = rep.run_overrides(runs[0], ["data.root=x"], folder)
+    settings = spec.run_overrides(runs[0], ["data.root=x"], folder)
     assert settings[:2] == ["data.root=x", runs[0].grid] and "data.seed=0" in settings
     # melu-ml1m has no grid: its plan is unchanged.
-    melu = rep.plan(
-        rep.experiments_folder("melu-ml1m"),
+    melu = spec.plan(
+        spec.experiments_folder("melu-ml1m"),
         ["mean"],
         2,
-        rep.TEXTS,
-        rep.WARM_PASSES,
+        spec.TEXTS,
+        spec.WARM_PASSES,
         False,
-        rep.dataset_of(rep.experiments_folder("melu-ml1m")).grid,
+        spec.dataset_of(spec.experiments_folder("melu-ml1m")).grid,
     )
     assert [(r.grid, r.warm, r.seed) for r in melu] == [
-        ("", w, s) for w in rep.WARM_PASSES for s in (0, 1)
+        ("", w, s) for w in spec.WARM_PASSES for s in (0, 1)
     ]
 
 
 def test_a_grid_run_names_its_point_and_a_rerun_skips_it(tmp_path, monkeypatch):
     folder = tmp_path / "experiments" / "synthetic"
     folder.mkdir(parents=True)
-    shutil.copy(rep.EXPERIMENTS / "synthetic" / "mean.yaml", folder)
-    if (rep.EXPERIMENTS / "synthetic" / "base.yaml").exists():
-        shutil.copy(rep.EXPERIMENTS / "synthetic" / "base.yaml", folder)
-    monkeypatch.setattr(rep.spec, "EXPERIMENTS", folder.parent)
+    shutil.copy(spec.EXPERIMENTS / "synthetic" / "mean.yaml", folder)
+    if (spec.EXPERIMENTS / "synthetic" / "base.yaml").exists():
+        shutil.copy(spec.EXPERIMENTS / "synthetic" / "base.yaml", folder)
+    monkeypatch.setattr(spec, "EXPERIMENTS", folder.parent)
     grid = {"data.synthetic.n_items": (150, 200)}
     monkeypatch.setattr(DATASETS.get("synthetic"), "grid", grid)
     out = tmp_path / "out"

@@ -38,10 +38,9 @@ from metarec.errors import ConfigError
 from metarec.io import atomic_write_json
 from metarec.metrics.names import NAMES
 from metarec.report.files import write_csv
-from metarec.report.reproduction import README_END, README_START, update_readme, write_report
-from metarec.reproduce.runner import Job, run_job, run_jobs
+from metarec.report.reproduction import write_report
+from metarec.reproduce.runner import Job, run_jobs
 from metarec.reproduce.spec import (
-    EXPERIMENTS,
     TEXTS,
     WARM_PASSES,
     Run,
@@ -51,13 +50,6 @@ from metarec.reproduce.spec import (
     plan,
     run_overrides,
 )
-
-__all__ = [
-    "EXPERIMENTS", "README_END", "README_START", "TEXTS", "WARM_PASSES", "Job", "Run",
-    "config_hash", "dataset_of", "experiments_folder", "load_rows",
-    "plan", "reproduce", "run_all", "run_job", "run_jobs", "run_overrides", "update_readme",
-    "write_report", "write_rows",
-]  # fmt: skip
 
 # runs.csv's columns (runs.json holds every key of a row).
 RUN_FIELDS = ["method", "text", "seed", "warm", "scenario", "status", "seconds", "val_mae",
