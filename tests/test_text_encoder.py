@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from metarec.config.schema import EncoderConfig
+from metarec.config.text import EncoderConfig
 from metarec.encoders import cache, text
 from metarec.encoders.cache import (
     CacheWarning,

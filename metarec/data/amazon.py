@@ -92,7 +92,9 @@ def _index_file(path: Path, key: str) -> list[str]:
     return [raw for _, raw, _ in rows]
 
 
-def _texts(path: Path, items: set[str]) -> dict[str, str]:
+def _texts(path: Path, item_ids: list[str], index_name: str) -> dict[str, str]:
+    """Each item's text; every item of the ``item2index`` file (``index_name``) must have one."""
+    items = set(item_ids)
     texts: dict[str, str] = {}
     for number, fields in _check_header(path, _lines(path), TEXT_HEADER):
         if len(fields) != 2:
@@ -105,6 +107,12 @@ def _texts(path: Path, items: set[str]) -> dict[str, str]:
         if item in texts:
             raise _bad(path, number, f"second text of item {item}", fields)
         texts[item] = " ".join(fields[1].split())
+    if len(texts) < len(item_ids):  # a file cut short would leave items without text, unseen
+        first = next(item for item in item_ids if item not in texts)
+        raise DataError(
+            f"{path.name}: {len(item_ids) - len(texts)} of the {len(item_ids)} items of "
+            f"{index_name} have no text line, the first item {first} (is the file cut short?)"
+        )
     return texts
 
 
@@ -163,8 +171,10 @@ def _chain(user: str, lines: list[Line]) -> list[int]:
         window = (*window, following[1])
     if len(used) < len(lines):
         # the earliest point of the sequence that does not chain
-        stray = min((entry for entry in lines if entry not in used),
-                    key=lambda entry: (len(entry[0]), entry[2], entry[3]))  # fmt: skip
+        stray = min(
+            (entry for entry in lines if entry not in used),
+            key=lambda entry: (len(entry[0]), entry[2], entry[3]),
+        )
         raise DataError(
             f"{stray[2]} line {stray[3]}: user {user}'s history does not continue the sequence "
             "the other lines give (each line's history + target is the next line's history)"
@@ -196,7 +206,7 @@ def load_amazon(root: str | Path, name: str, domain: str = DOMAIN) -> RecDataset
     paths = {suffix: found[file] for suffix, file in names.items()}
     item_ids = _index_file(paths["item2index"], "item")
     user_ids = _index_file(paths["user2index"], "user")
-    texts = _texts(paths["text"], set(item_ids))
+    texts = _texts(paths["text"], item_ids, paths["item2index"].name)
     lines: dict[int, list[Line]] = {}
     for split in SPLITS:
         for user, user_lines in _interactions(
@@ -221,7 +231,7 @@ def load_amazon(root: str | Path, name: str, domain: str = DOMAIN) -> RecDataset
         name=name,
         users=users,
         items=items,
-        item_text={item: texts.get(item, "") for item in item_ids},
+        item_text={item: texts[item] for item in item_ids},
         states={state: sequences if state == "warm_state" else [] for state in STATES},
         rating_scale=(0.0, 1.0),
         meta={"domain": domain},

@@ -25,10 +25,22 @@ MELU_MERGED_MOVIES: dict[str, str] = {"811": "860", "1741": "1795"}
 
 
 def _read_json_lists(path: Path) -> dict[str, list]:
-    """A ``{user_id: [...]}`` JSON file, checked to be a dict of lists."""
+    """A ``{user_id: [...]}`` JSON file, checked to be a dict of lists, each user once."""
     text = read_text(path)
+
+    def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+        # json.loads would keep a repeated key's last value and drop the others unseen.
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            user, count = next(iter(_repeats([user for user, _ in pairs]).items()))
+            raise DataError(
+                f"{path.name}: user {user} is listed {count} times; JSON keeps only the last "
+                "list, so the others' ratings would be lost"
+            )
+        return data
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
         raise DataError(
             f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
@@ -72,9 +84,9 @@ def _check_movies(path: Path, user: str, movies: list, known: dict[str, int]) ->
                 raise DataError(f"{path.name}: user {user}: movie {movie} appears {count} times")
 
 
-def _repeats(movies: list[str]) -> dict[str, int]:
-    """Movies listed more than once, with their counts, in first-seen order."""
-    counts = Counter(movies)
+def _repeats(values: list[str]) -> dict[str, int]:
+    """Values (movies, users) listed more than once, with their counts, in first-seen order."""
+    counts = Counter(values)
     return {movie: count for movie, count in counts.items() if count > 1}
 
 

@@ -34,13 +34,31 @@ ML100K_MD5 = {
 }
 # u.item's 19 genre flags, in column order (the ML-100K README and u.genre).
 GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 ITEM_TEXT_TEMPLATE = "{title}. Genre: {genre}."
 # MovieLens-1M's age groups (its README), so ages read alike across the MovieLens loaders.
 AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
+# A plausible age in years; anything else is a typo that would land in the first or last group.
+AGE_RANGE = (1, 120)
 # The state holding every user's ratings, in time order (times in ``meta["times"]``).
 STATE = "warm_state"
 
@@ -89,10 +107,15 @@ def _fields(path: Path, number: int, line: str, sep: str, width: int) -> list[st
     return [field.strip() for field in fields]
 
 
-def _integer(path: Path, number: int, column: str, value: str) -> int:
+def _integer(path: Path, number: int, column: str, value: str, low: int, high: int | None) -> int:
+    """``value`` as an integer in ``low..high`` (``high`` None: no upper bound)."""
     if not value.lstrip("-").isdigit():
         raise DataError(f"{path.name} line {number}: {column} {value!r} is not an integer")
-    return int(value)
+    parsed = int(value)
+    if parsed < low or (high is not None and parsed > high):
+        allowed = f"outside {low}..{high}" if high is not None else f"below {low}"
+        raise DataError(f"{path.name} line {number}: {column} {value} is {allowed}")
+    return parsed
 
 
 def download_ml100k(root: str | Path) -> Path:
@@ -102,9 +125,13 @@ def download_ml100k(root: str | Path) -> Path:
     import pooch
 
     root = Path(root).expanduser()
-    pooch.retrieve(ML100K_URL, known_hash=f"sha1:{ML100K_SHA1}", fname="ml-100k.zip",
-                   path=root, processor=pooch.Unzip(members=[f"ml-100k/{f}" for f in FILES],
-                                                    extract_dir="."))  # fmt: skip
+    pooch.retrieve(
+        ML100K_URL,
+        known_hash=f"sha1:{ML100K_SHA1}",
+        fname="ml-100k.zip",
+        path=root,
+        processor=pooch.Unzip(members=[f"ml-100k/{f}" for f in FILES], extract_dir="."),
+    )
     return root / "ml-100k"
 
 
@@ -135,8 +162,12 @@ def _load_items(path: Path) -> tuple[FeatureTable, dict[str, str], dict[str, dic
         year = row[2][-4:] if row[2][-4:].isdigit() else ""
         genres.append(names)
         years.append([year] if year else [])
-        fields[row[0]] = {"title": row[1], "year": year, "genre": ", ".join(names),
-                          "release_date": row[2]}  # fmt: skip
+        fields[row[0]] = {
+            "title": row[1],
+            "year": year,
+            "genre": ", ".join(names),
+            "release_date": row[2],
+        }
     values, vocab = {}, {}
     for name, column in (("genre", genres), ("year", years)):
         values[name], vocab[name] = encode_values(column)
@@ -145,8 +176,8 @@ def _load_items(path: Path) -> tuple[FeatureTable, dict[str, str], dict[str, dic
 
 
 def _age_group(path: Path, number: int, value: str) -> str:
-    age = _integer(path, number, "age", value)
-    return str(max(group for group in AGE_GROUPS if group <= max(age, 1)))
+    age = _integer(path, number, "age", value, *AGE_RANGE)
+    return str(max(group for group in AGE_GROUPS if group <= age))
 
 
 def _load_users(path: Path) -> FeatureTable:
@@ -179,17 +210,15 @@ def _load_ratings(
             raise DataError(f"{path.name} line {number}: unknown user {user} (not in u.user)")
         if item not in items.row_of:
             raise DataError(f"{path.name} line {number}: unknown item {item} (not in u.item)")
-        stars = _integer(path, number, "rating", rating)
-        if not 1 <= stars <= 5:
-            raise DataError(f"{path.name} line {number}: rating {stars} is outside 1..5")
+        stars = _integer(path, number, "rating", rating, 1, 5)
         if (user, item) in first_line:
             raise DataError(
                 f"{path.name} line {number}: user {user} rates item {item} again (first on "
                 f"line {first_line[user, item]})"
             )
         first_line[user, item] = number
-        per_user.setdefault(user, []).append((_integer(path, number, "timestamp", when), item,
-                                              float(stars)))  # fmt: skip
+        seconds = _integer(path, number, "timestamp", when, 0, None)  # Unix time
+        per_user.setdefault(user, []).append((seconds, item, float(stars)))
     if not per_user:
         raise DataError(f"{path.name}: no ratings")
     states, times = [], {}
@@ -215,7 +244,8 @@ def load_ml100k(root: str | Path, name: str) -> RecDataset:
 
     Raises:
         DataError: a file is missing or malformed, an id unknown or repeated, a rating outside
-            1..5; the message names the file and the line.
+            1..5, an age outside 1..120, a negative timestamp; the message names the file and
+            the line.
     """
     root = Path(root).expanduser()
     paths = {name: _locate(root, name) for name in FILES}
@@ -231,5 +261,12 @@ def load_ml100k(root: str | Path, name: str) -> RecDataset:
         "item_fields": item_fields,
         "times": times,
     }
-    return RecDataset(name=name, users=users, items=items, item_text=item_text,
-                      states=states, rating_scale=(1.0, 5.0), meta=meta)  # fmt: skip
+    return RecDataset(
+        name=name,
+        users=users,
+        items=items,
+        item_text=item_text,
+        states=states,
+        rating_scale=(1.0, 5.0),
+        meta=meta,
+    )

@@ -97,8 +97,11 @@ def _parse(path: Path, body: str, sep: str, offset: int, width: int | None) -> p
     if skipped:
         number, problem = skipped[0]
         too_many = _TOO_MANY_FIELDS.match(problem)
-        problem = (f"expected {too_many[1]} fields, found {too_many[2]}" if too_many
-                   else f"malformed ({problem})")  # fmt: skip
+        problem = (
+            f"expected {too_many[1]} fields, found {too_many[2]}"
+            if too_many
+            else f"malformed ({problem})"
+        )
         raise DataError(f"{path.name} line {number + offset}: {problem}")
     return table
 
@@ -188,9 +191,10 @@ def feature_table(
     for at, column in enumerate(header):
         if column == id_column or column in skip:
             continue
-        cells = [[v.strip() for v in fields[at].split(cfg.list_sep) if v.strip()]
-                 for _, fields in rows]  # fmt: skip
-        # As wide as the longest cell before its repeats are dropped, as it always was.
+        cells = [
+            [v.strip() for v in fields[at].split(cfg.list_sep) if v.strip()] for _, fields in rows
+        ]
+        # As wide as the longest cell counting its repeats, which are then dropped.
         width = max(1, max((len(cell) for cell in cells), default=1))
         distinct = [list(dict.fromkeys(cell)) for cell in cells]
         values[column], vocab[column] = encode_values(distinct, width)

@@ -2,8 +2,9 @@
 
 One safetensors file per key (model fingerprint, pooling, max_length, normalize) under the
 cache folder, named by a hash of the key. It holds ``embeddings`` (N, D) float32 and
-``hashes`` (N, 32) uint8, the sha256 of each text, plus the key in its metadata. A file that
-does not read back as exactly that is reported (a ``CacheWarning``) and rebuilt, never used.
+``hashes`` (N, 32) uint8, the sha256 of each text, plus in its metadata the key and a sha256
+of both tensors' bytes (which a flipped bit in the data changes). A file that does not read
+back as exactly that is reported (a ``CacheWarning``) and rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from torch import Tensor
 
-from metarec.config.schema import EncoderConfig
+from metarec.config.text import EncoderConfig
 from metarec.encoders import text
 from metarec.encoders.device import resolve_device, resolve_dtype
 from metarec.io import atomic_write_bytes
@@ -109,6 +110,16 @@ def text_digests(texts: Sequence[str]) -> list[bytes]:
     return [hashlib.sha256(item.encode("utf-8")).digest() for item in texts]
 
 
+def _checksum(tensors: dict[str, Tensor]) -> str:
+    """sha256 over each tensor's name, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        digest.update(f"{name}{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _problem(path: Path, key: str) -> tuple[str | None, list[bytes], Tensor | None]:
     """``(what is wrong or None, digests, embeddings)`` of the cache file at ``path``."""
     try:
@@ -132,6 +143,10 @@ def _problem(path: Path, key: str) -> tuple[str | None, list[bytes], Tensor | No
         )
     if hashes.dtype != torch.uint8 or tuple(hashes.shape) != (rows, DIGEST_SIZE):
         return f"hashes are {hashes.dtype} {tuple(hashes.shape)}, not uint8 ({rows}, 32)", [], None
+    if "sha256" not in metadata:
+        return "has no checksum of its contents (an older format)", [], None
+    if metadata["sha256"] != _checksum({"embeddings": embeddings, "hashes": hashes}):
+        return "does not match its checksum (its contents changed on disk)", [], None
     raw = hashes.numpy().tobytes()
     digests = [raw[i : i + DIGEST_SIZE] for i in range(0, len(raw), DIGEST_SIZE)]
     if len(set(digests)) != rows:
@@ -162,7 +177,8 @@ def write_cache(path: Path, key: str, digests: list[bytes], embeddings: Tensor) 
         "embeddings": embeddings.to(torch.float32).contiguous(),
         "hashes": hashes.reshape(len(digests), DIGEST_SIZE),
     }
-    return atomic_write_bytes(path, save(tensors, metadata={"key": key, "format": FORMAT}))
+    metadata = {"key": key, "format": FORMAT, "sha256": _checksum(tensors)}
+    return atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def embed_texts(
