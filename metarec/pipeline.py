@@ -4,6 +4,7 @@ The parts are built in :mod:`metarec.build`; here they run, in order, and write 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,14 +20,22 @@ from metarec.config.load import to_yaml
 from metarec.config.schema import ModelConfig, RunConfig, TaskConfig
 from metarec.data.datamodule import ColdStartDataModule
 from metarec.data.scenarios import ColdStartTasks
-from metarec.io import atomic_write_json, atomic_write_text
+from metarec.errors import OutputError
+from metarec.io import atomic_write_json, atomic_write_text, cannot_write, writable_folder
 from metarec.learners.base import LearnerContext, MetaLearner
 from metarec.learners.evaluator import evaluate_all
 from metarec.metrics.evaluate import Scoring, flat_metrics, metric_key
 from metarec.metrics.per_task import PER_TASK_FILE, write_per_task
 from metarec.progress import progress_lines, quiet_lightning
 from metarec.report import markdown_table
-from metarec.resume import RandomState, resume_target, write_versions
+from metarec.resume import (
+    RandomState,
+    check_checkpoint,
+    clear_failed,
+    mark_failed,
+    resume_target,
+    write_versions,
+)
 from metarec.task_cache import TaskCache
 from metarec.tracking import finish, make_wandb_logger
 
@@ -86,7 +95,10 @@ def make_run_dir(cfg: RunConfig, create: bool = True) -> Path:
     while run_dir.exists():
         run_dir, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
     if create:
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as err:
+            raise cannot_write(run_dir, err) from err
     return run_dir
 
 
@@ -198,30 +210,45 @@ def _fit_and_evaluate(
 @quiet_lightning()
 def train(cfg: RunConfig, task_cache: TaskCache | None = None) -> RunResult:
     """Meta-train, keep the weights best on validation, evaluate every scenario, write results.
-    ``task_cache``: prepared tasks to take this run's from (and keep them in)."""
+    ``task_cache``: prepared tasks to take this run's from (and keep them in).
+
+    The folder it writes to is checked first, before any data is read; a run that fails once
+    its folder exists marks it failed (:func:`metarec.resume.mark_failed`) and raises."""
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    tasks = prepare_tasks(cfg, task_cache)
-    learner = build_learner(cfg, tasks)
     # Under several processes each runs this whole function; rank 0 alone makes the run
     # folder and writes to it (the others learn its checkpoint folder from Lightning).
     writer = launch_rank(cfg) == 0
-    resume_from, run_dir = resume_target(cfg, learner)
+    resume_from, run_dir = resume_target(cfg)
+    if writer:
+        writable_folder(run_dir or cfg.output_dir, "run folder" if run_dir else "output_dir")
+    tasks = prepare_tasks(cfg, task_cache)
+    learner = build_learner(cfg, tasks)
+    if resume_from is not None:
+        check_checkpoint(resume_from, learner)
     run_dir = run_dir or make_run_dir(cfg, create=writer)
     wandb_logger = None
-    if writer:
-        # Saved without `resume`, so that training from config.yaml again starts afresh.
-        atomic_write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
-        write_versions(cfg, run_dir, resume_from)
-        wandb_logger = make_wandb_logger(cfg, run_dir)
-    loggers = (wandb_logger,) if wandb_logger else ()
     try:
+        if writer:
+            # Saved without `resume`, so that training from config.yaml again starts afresh.
+            atomic_write_text(run_dir / "config.yaml", to_yaml(replace(cfg, resume=None)))
+            write_versions(cfg, run_dir, resume_from)
+            wandb_logger = make_wandb_logger(cfg, run_dir)
+        loggers = (wandb_logger,) if wandb_logger else ()
         summary, metrics, baseline, seconds = _fit_and_evaluate(
             cfg, tasks, learner, run_dir, start, loggers, writer, resume_from=resume_from
         )
-    except BaseException:
+        if writer:
+            clear_failed(run_dir)  # a resumed run that failed before has finished now
+    except BaseException as err:
+        # Lightning's own writes in the run folder (its CSV log) fail as plain OSErrors.
+        failure = cannot_write(err.filename, err) if _written_in(err, run_dir) else err
+        if writer:
+            mark_failed(run_dir, failure)
         if wandb_logger:  # mark the W&B run failed rather than leave it open
             wandb_logger.experiment.finish(exit_code=1)
+        if failure is not err:
+            raise failure from err
         raise
     finish(wandb_logger, summary)
     return RunResult(
@@ -232,3 +259,10 @@ def train(cfg: RunConfig, task_cache: TaskCache | None = None) -> RunResult:
         val_mae=summary.get("val/mae"),
         summary=summary,
     )
+
+
+def _written_in(err: BaseException, run_dir: Path) -> bool:
+    """``err`` is a file-system error, not yet an ``OutputError``, on a path in ``run_dir``."""
+    if not isinstance(err, OSError) or isinstance(err, OutputError) or not err.filename:
+        return False
+    return Path(os.fsdecode(err.filename)).resolve().is_relative_to(run_dir.resolve())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from metarec.api import load
 from metarec.errors import DataError
-from metarec.io import atomic_write_text
+from metarec.io import atomic_write_text, writable_folder
 
 COLUMNS = ("item", "rating")
 
@@ -81,6 +81,8 @@ def predict_file(
 ) -> list[tuple[str, float]]:
     """Load ``run``, adapt to the ratings file, write the ``top_k`` items (all with 0) best
     first to ``out`` (atomically) or stdout; returns them."""
+    if out is not None:  # a folder that cannot take the file fails before the model loads
+        writable_folder(Path(out).parent, "--out folder")
     pairs, lines = read_ratings(ratings)
     loaded = load(run, overrides)
     ranked = loaded.recommend(

@@ -1,15 +1,23 @@
 """Interrupted runs and reproducibility: find the checkpoint to resume, check it belongs to
-this run, carry every random state through checkpoints, and record what produced a run.
+this run, carry every random state through checkpoints, record what produced a run, and mark
+a run that failed.
 
-A run saves ``checkpoints/last.ckpt`` after every epoch (Lightning writes it to a temporary
-file and renames it). ``resume=true`` continues the newest run folder of the same name from it:
-Lightning restores the weights, optimiser and loops; :class:`RandomState` restores the global
-generators and the training sampler's, so the resumed run draws the meta-batches the
-uninterrupted one would have and ends with the same ``metrics.json``.
+A run saves ``checkpoints/last.ckpt`` after every epoch (written to a temporary file in that
+folder and renamed: :mod:`metarec.checkpoint_io`). ``resume=true`` continues the newest run
+folder of the same name from it: Lightning restores the weights, optimiser and loops;
+:class:`RandomState` restores the global generators and the training sampler's, so the resumed
+run draws the meta-batches the uninterrupted one would have and ends with the same
+``metrics.json``.
+
+A run that ends with an error after its folder exists leaves :data:`FAILED` there (one line:
+the error); a folder holding it has no results to trust, whatever other files it has. Resuming
+such a run is what ``resume`` is for: the mark goes once the resumed run has written its
+results. A process killed outright (SIGKILL, power loss) leaves no mark, and no results either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import random
@@ -24,11 +32,12 @@ from omegaconf import OmegaConf
 
 from metarec.config.load import load_config
 from metarec.config.schema import RunConfig
-from metarec.errors import ConfigError, DataError
-from metarec.io import atomic_write_json
+from metarec.errors import ConfigError, DataError, one_line
+from metarec.io import atomic_write_json, atomic_write_text
 from metarec.version import __version__
 
 LAST = "last.ckpt"
+FAILED = "FAILED"
 # Settings a resumed run may change: they do not alter what the finished epochs computed.
 MAY_CHANGE = (
     "name",
@@ -204,17 +213,43 @@ class RandomState(Callback):
         self._pending = None
 
 
-def resume_target(cfg: RunConfig, module: torch.nn.Module) -> tuple[Path | None, Path | None]:
+def resume_target(cfg: RunConfig) -> tuple[Path | None, Path | None]:
     """(checkpoint to resume from, its run folder): both None for a fresh run; the folder is
-    None for a checkpoint kept outside a run folder. Both are checked before any training."""
+    None for a checkpoint kept outside a run folder. The folder's settings are checked here,
+    before any data is read; the checkpoint against the network by :func:`check_checkpoint`."""
     checkpoint = resume_checkpoint(cfg)
     if checkpoint is None:
         return None, None
-    check_checkpoint(checkpoint, module)
     run_dir = run_dir_of(checkpoint)
     if run_dir is not None:
         check_same_config(cfg, run_dir)
     return checkpoint, run_dir
+
+
+def mark_failed(run_dir: Path, err: BaseException) -> None:
+    """Write :data:`FAILED` into ``run_dir`` with the error's first line. A full disk that
+    takes no reason still takes an empty mark; a folder that takes nothing (read-only) stays
+    unmarked, and the caller goes on to report ``err`` itself."""
+    try:
+        atomic_write_text(run_dir / FAILED, f"{one_line(err)}\n")
+    except OSError:
+        with contextlib.suppress(OSError):
+            (run_dir / FAILED).touch()
+
+
+def failure_of(run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` failed (its :data:`FAILED` line), or None when it is not
+    marked failed."""
+    path = run_dir / FAILED
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return lines[0] if lines and lines[0].strip() else "no reason recorded"
+
+
+def clear_failed(run_dir: Path) -> None:
+    """Remove the :data:`FAILED` mark: the run (resumed) has written all its results."""
+    (run_dir / FAILED).unlink(missing_ok=True)
 
 
 def write_versions(cfg: RunConfig, run_dir: Path, resumed_from: Path | None = None) -> Path:

@@ -19,7 +19,9 @@ MetaHIN's warm-up, warm only, without item text), and at every point of the data
 With ``--data-seeds`` each seed also sets ``data.seed``: which users are held out and which
 ratings are query vary with it, and the intervals include that. Runs go to worker processes
 (``--jobs``, one torch thread each). Finished runs are kept in ``runs.json`` with a hash of
-their resolved config: a re-run skips them unless their config changed.
+their resolved config: a re-run skips them unless their config changed. A run whose folder
+holds the ``FAILED`` mark (:mod:`metarec.resume`; say it was resumed later and failed) counts
+as failed whatever ``runs.json`` says: it is shown failed and run again.
 
 Modules: ``spec`` (the plan of runs), ``runner`` (a run's rows; the worker processes); the
 report files are :mod:`metarec.report.reproduction`'s.
@@ -35,7 +37,7 @@ from tqdm import tqdm
 
 from metarec.config.load import load_config
 from metarec.errors import ConfigError
-from metarec.io import atomic_write_json
+from metarec.io import atomic_write_json, writable_folder
 from metarec.metrics.names import NAMES
 from metarec.report.files import write_csv
 from metarec.report.reproduction import write_report
@@ -50,6 +52,7 @@ from metarec.reproduce.spec import (
     plan,
     run_overrides,
 )
+from metarec.resume import failure_of
 
 # runs.csv's columns (runs.json holds every key of a row).
 RUN_FIELDS = ["method", "text", "seed", "warm", "scenario", "status", "seconds", "val_mae",
@@ -57,14 +60,24 @@ RUN_FIELDS = ["method", "text", "seed", "warm", "scenario", "status", "seconds",
 
 
 def load_rows(out: Path) -> list[dict]:
-    """The rows of an earlier (maybe interrupted) reproduction in ``out``, if any."""
+    """The rows of an earlier (maybe interrupted) reproduction in ``out``, if any; an ``ok``
+    row whose run folder is marked failed has that failure as its status."""
     path = out / "runs.json"
     if not path.exists():
         return []
     try:
-        return json.loads(path.read_text())
+        rows = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path} is not valid JSON ({err}); move it away to start over") from err
+    return [_with_folder_status(row) for row in rows]
+
+
+def _with_folder_status(row: dict) -> dict:
+    """``row``, failed when its run folder is marked failed."""
+    if row["status"] != "ok" or not row.get("run_dir"):
+        return row
+    reason = failure_of(Path(row["run_dir"]))
+    return row if reason is None else {**row, "status": f"failed: {reason}"}
 
 
 def write_rows(out: Path, rows: list[dict]) -> None:
@@ -145,6 +158,7 @@ def reproduce(
     source = dataset_of(folder)
     warms = warms or source.warm_passes or WARM_PASSES
     runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, source.grid)
+    writable_folder(out, "output folder")
     rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
     seconds = time.perf_counter() - start
     ran = len(runs)  # this command's runs (rows of other methods kept in runs.json aside)

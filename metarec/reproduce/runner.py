@@ -17,6 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from metarec.config.load import load_config
+from metarec.errors import one_line
 from metarec.task_cache import TaskCache
 
 
@@ -37,8 +38,7 @@ def run_job(job: Job, task_cache: TaskCache | None = None) -> list[dict]:
     try:
         result = train(load_config(job.config, job.overrides), task_cache=task_cache)
     except Exception as err:  # reported in the table as failed, never dropped
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
-        return [{**job.key, "status": f"failed: {message}", "trace": traceback.format_exc()}]
+        return [{**job.key, "status": f"failed: {one_line(err)}", "trace": traceback.format_exc()}]
     return [
         {
             **job.key,

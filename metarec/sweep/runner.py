@@ -19,7 +19,7 @@ import yaml
 
 from metarec.config.load import load_config
 from metarec.errors import TrainingDiverged
-from metarec.io import atomic_write_text
+from metarec.io import atomic_write_text, writable_folder
 from metarec.report.sweep import sweep_markdown, write_sweep_summary
 from metarec.sweep.spec import Sweep, SweepError, format_value, import_sweeps, split_config
 from metarec.sweep.wandb_agent import wandb_installed
@@ -106,8 +106,7 @@ def run_local(
     if count is None and sweep.spec["method"] != "grid":
         raise SweepError(f"{sweep.path}: a {sweep.spec['method']} sweep needs --count")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(out) if out else Path("runs") / "sweeps" / f"{sweep.name}-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out or Path("runs") / "sweeps" / f"{sweep.name}-{stamp}", "output folder")
     atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep.spec, sort_keys=False))
     runs, trials, engine = [], [], EngineRandom()
     while count is None or len(trials) < count:
