@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from metarec.config.schema import DataConfig, EncoderConfig
+from metarec.config.schema import DataConfig
+from metarec.config.text import EncoderConfig
 from metarec.datasets.melu_ml1m import MeluML1M
 from metarec.encoders import text
 from metarec.encoders.cache import embed_texts

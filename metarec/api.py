@@ -100,7 +100,9 @@ def load(
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"{path} is not a run folder: it holds no config.yaml")
         checkpoint = path / BEST if (path / BEST).is_file() else None
-        cfg = config_from_yaml((path / "config.yaml").read_text(), listed, str(path))
+        cfg = config_from_yaml(
+            (path / "config.yaml").read_text(), listed, str(path / "config.yaml")
+        )
     elif path.is_file():
         checkpoint = path
         state = read_checkpoint(path)

@@ -10,12 +10,13 @@ import lightning as L
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from metarec.catalog import LEARNERS, load_dataset
+from metarec.checkpoint_io import AtomicCheckpointIO
 from metarec.config.load import to_yaml
 from metarec.config.schema import RunConfig
 from metarec.data.datamodule import ColdStartDataModule
 from metarec.data.scenarios import ColdStartTasks
 from metarec.distributed import lightning_strategy
-from metarec.encoders.attach import attach_item_text
+from metarec.encoders.attach import attach_item_text, check_inputs
 from metarec.errors import ConfigError
 from metarec.learners.base import LearnerContext, MetaLearner
 from metarec.learners.residual import Residuals
@@ -29,6 +30,8 @@ def prepare_tasks(cfg: RunConfig, cache: TaskCache | None = None) -> ColdStartTa
     if cache is not None:
         return cache.get(cfg, prepare_tasks)
     dataset = load_dataset(cfg.data)
+    if LEARNERS.get(cfg.learner.name).reads_item_text:  # its network reads the features
+        check_inputs(dataset, cfg.item.text)
     dataset = attach_item_text(dataset, cfg.item, cfg.encoder, progress=cfg.trainer.progress_bar)
     return ColdStartTasks(dataset, cfg.data, cfg.task)
 
@@ -63,7 +66,8 @@ def make_trainer(
     """Lightning's Trainer; ``inference_mode=False`` because evaluation adapts with gradients.
 
     With a ``run_dir`` it logs to ``<run_dir>/logs/metrics.csv``, and to ``loggers`` beside it
-    (W&B's, when ``tracking.wandb`` is on).
+    (W&B's, when ``tracking.wandb`` is on). Checkpoints are written atomically in their own
+    folder (:class:`~metarec.checkpoint_io.AtomicCheckpointIO`), never through ``$TMPDIR``.
     """
     csv = [CSVLogger(run_dir, name="", version="logs")] if run_dir else []
     return L.Trainer(
@@ -82,6 +86,7 @@ def make_trainer(
         deterministic=True,
         logger=[*csv, *loggers] if run_dir else False,
         callbacks=list(callbacks),
+        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=bool(callbacks),
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,

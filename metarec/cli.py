@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from metarec.cli_registry import data_command, datasets_command, learners_command
-from metarec.errors import ConfigError, DataError, TrainingDiverged
+from metarec.errors import ConfigError, DataError, OutputError, TrainingDiverged
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -111,11 +111,32 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a bad argument is one line (``metarec: error: ...``), exit 2."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("metarec").strip()
+        self.exit(2, f"metarec: error: {command + ': ' if command else ''}{message}\n")
+
+
+def whole_number(least: int):
+    """An argparse type: a whole number of at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be at least {least}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``metarec`` argument parser and its commands."""
-    parser = argparse.ArgumentParser(
-        prog="metarec", description="Meta-learning for cold-start recommendation."
-    )
+    parser = Parser(prog="metarec", description="Meta-learning for cold-start recommendation.")
     parser.add_argument(
         "--plugin",
         action="append",
@@ -138,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="a W&B sweep file: on W&B (wandb agent), or locally with --local"
     )
     sweep.add_argument("sweep", help="W&B sweep YAML, e.g. experiments/sweeps/maml_inner.yaml")
-    sweep.add_argument("--count", type=int, help="trials to run (default: a grid's every point)")
+    sweep.add_argument(
+        "--count", type=whole_number(1), help="trials to run (default: a grid's every point)"
+    )
     sweep.add_argument(
         "--local", action="store_true", help="run here with the sweeps engine (default offline)"
     )
@@ -149,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce", help="every experiment of a dataset x item text x seeds: the paper's table"
     )
     rep.add_argument("dataset", help="a folder of experiments/, e.g. melu-ml1m or synthetic")
-    rep.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per run (default 3)")
+    rep.add_argument(
+        "--seeds", type=whole_number(1), default=3, help="seeds 0..N-1 per run (default 3)"
+    )
     rep.add_argument("--methods", help="comma-separated experiment names (default: all)")
     rep.add_argument("--text", default="none,join", help="item.text variants (default none,join)")
     rep.add_argument(
@@ -162,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seed i also sets data.seed=i: held-out users and query ratings vary with the seed",
     )
-    rep.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    rep.add_argument("--jobs", type=whole_number(1), default=2, help="worker processes (default 2)")
     rep.add_argument("--root", help="data folder (data.root), e.g. ../shared/data/melu-ml1m")
     rep.add_argument("--out", type=Path, help="default results/<experiments folder>")
     rep.add_argument("--set", action="append", default=[], help="key=value for every run")
@@ -188,7 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ratings", required=True, help="CSV with a header 'item,rating': one new user's ratings"
     )
     pred.add_argument(
-        "--top-k", type=int, default=10, help="items to write, best first (0: all; default 10)"
+        "--top-k",
+        type=whole_number(0),
+        default=10,
+        help="items to write, best first (0: all; default 10)",
     )
     pred.add_argument("--out", help="CSV to write 'item,score' to (atomically); default stdout")
     pred.add_argument("--user", help="a dataset user id whose features to use (default: new user)")
@@ -214,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; bad input ends with one clear line, not a traceback."""
+    """Entry point; bad input, and a file or folder that cannot be written, end with one
+    clear line, not a traceback."""
     args = build_parser().parse_args(argv)
     try:
         if args.plugin:
@@ -222,11 +251,14 @@ def main(argv: list[str] | None = None) -> int:
 
             import_plugins(args.plugin, "--plugin")
         return args.func(args)
-    except (ConfigError, DataError, TrainingDiverged) as err:  # bad input or settings
+    except (ConfigError, DataError, OutputError, TrainingDiverged) as err:
         print(f"metarec: error: {err}", file=sys.stderr)
         if os.environ.get("METAREC_DEBUG"):
             raise
         return 2
+    except BrokenPipeError:  # the reader went away (`metarec learners | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ def _describe_entries(registry, name: str | None, section: str) -> None:
         print(f"{entry_name}: {summary}")
         if name:
             for key, default, spec in _settings(entry.Settings(), f"{section}."):
-                print(f"  {key} = {default!r}  # {spec.metadata.get('help', '')}")
+                domain = spec.metadata.get("domain")
+                allowed = f" ({domain})" if domain is not None else ""
+                print(f"  {key} = {default!r}  # {spec.metadata.get('help', '')}{allowed}")
 
 
 def _settings(node, prefix: str):

@@ -89,7 +89,7 @@ NEW_LEARNER = [
     new_code_cell(
         "from dataclasses import dataclass\n\n"
         "from metarec.config.schema import LearnerConfig\n"
-        "from metarec.config.schema import setting\n"
+        "from metarec.config.domain import setting\n"
         "from metarec.catalog import LEARNERS\nfrom metarec.learners.base import MetaLearner\n\n\n"
         "@dataclass\n"
         "class OffsetSettings(LearnerConfig):\n"

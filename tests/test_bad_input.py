@@ -329,3 +329,128 @@ def test_versions_json_that_is_not_json(tmp_path):
     with pytest.raises(DataError, match="versions.json: not valid JSON"):
         write_versions(load_config(None), tmp_path, resumed_from=tmp_path / "last.ckpt")
     json.loads(write_versions(load_config(None), tmp_path).read_text())  # a fresh run rewrites
+
+
+# --- every setting's domain, through the command line ----------------------------------------
+# Each case: the overrides, then what the one error line must name (key, value, what is
+# allowed). No run folder may appear: the config is checked before any data is read.
+
+BAD_SETTINGS = [
+    (["data.query_size=-1"], "key 'data.query_size': -1 is not allowed; it must be at least 1"),
+    (["data.min_ratings=0"], "key 'data.min_ratings': 0 is not allowed"),
+    (["data.min_ratings=50", "data.max_ratings=20"], "key 'data.min_ratings': 50 is above"),
+    (
+        ["data.val_fraction=1.5"],
+        "key 'data.val_fraction': 1.5 is not allowed; it must be in (0, 1)",
+    ),
+    (["data.val_fraction=0.6", "data.test_fraction=0.4"], "leave no warm user to meta-train on"),
+    (["data.test_fraction=-0.1"], "key 'data.test_fraction': -0.1 is not allowed"),
+    (["data.seed=-1"], "key 'data.seed': -1 is not allowed; it must be at least 0"),
+    (["data.synthetic.max_ratings=5"], "key 'data.synthetic.max_ratings': 5 is below"),
+    (["data.synthetic.n_users=0"], "key 'data.synthetic.n_users': 0 is not allowed"),
+    (["data.synthetic.noise=-1"], "key 'data.synthetic.noise': -1.0 is not allowed"),
+    (["data.synthetic.new_user_fraction=1"], "key 'data.synthetic.new_user_fraction': 1.0"),
+    (
+        ["learner.inner_steps=-2"],
+        "key 'learner.inner_steps': -2 is not allowed; it must be at least 0",
+    ),
+    (["learner.inner_lr=0"], "key 'learner.inner_lr': 0.0 is not allowed; it must be above 0"),
+    (["learner.outer_lr=nan"], "key 'learner.outer_lr': nan is not a finite number"),
+    (["learner.outer_lr=inf"], "key 'learner.outer_lr': inf is not a finite number"),
+    (["learner.meta_batch_size=0"], "key 'learner.meta_batch_size': 0 is not allowed"),
+    (["learner.eval_batch_size=-8"], "key 'learner.eval_batch_size': -8 is not allowed"),
+    (["learner.adapt=some"], "key 'learner.adapt': 'some' is not one of all, decision, last"),
+    (
+        ["model.embedding_dim=0"],
+        "key 'model.embedding_dim': 0 is not allowed; it must be at least 1",
+    ),
+    (["model.hidden=[64,-5]"], "key 'model.hidden': [64, -5] (element -5) is not allowed"),
+    (
+        ["trainer.max_epochs=-1"],
+        "key 'trainer.max_epochs': -1 is not allowed; it must be at least 0",
+    ),
+    (["trainer.limit_train_batches=0"], "key 'trainer.limit_train_batches': 0 is not allowed"),
+    (["trainer.limit_train_batches=1.5"], "key 'trainer.limit_train_batches': 1.5 is not allowed"),
+    (
+        ["trainer.devices=0"],
+        "key 'trainer.devices': 0 is not allowed; it must be at least 1, or -1",
+    ),
+    (["trainer.num_nodes=0"], "key 'trainer.num_nodes': 0 is not allowed"),
+    (["trainer.gradient_clip_val=-1"], "key 'trainer.gradient_clip_val': -1.0 is not allowed"),
+    (["seed=-5"], "key 'seed': -5 is not allowed; it must be at least 0"),
+    (["encoder.max_length=0"], "key 'encoder.max_length': 0 is not allowed"),
+    (["task.support_size=0"], "key 'task.support_size': 0 is not allowed"),
+    (["task.warm=[]"], "key 'task.warm': an empty list"),
+    (["task.warm=[hot]"], "key 'task.warm': ['hot'] is not a list of heldout, seen, warmup"),
+    (
+        ["learner.name=mean", "learner.kind=shrunk", "learner.item_pseudo=-1"],
+        "key 'learner.item_pseudo': -1.0",
+    ),
+    (["learner.name=finetune", "learner.inner_steps=-1"], "key 'learner.inner_steps': -1"),
+    (["learner.name=attention", "learner.dropout=1"], "key 'learner.dropout': 1.0 is not allowed"),
+    (["data.name=csv", "data.csv.new_user_fraction=0"], "key 'data.csv.new_user_fraction': 0.0"),
+    (["data.name=nope"], "key 'data.name': unknown dataset 'nope'"),
+    (["plugins=[no_such_module]"], "plugin module 'no_such_module' cannot be imported"),
+    (["trainer.max_epochs=two"], "trainer.max_epochs"),
+]
+
+
+def one_error_line(capsys, args: list[str]) -> str:
+    """Run the command line; it must fail with one line and no traceback: return the line."""
+    try:
+        code = main(args)
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("metarec: error: ")
+    return err
+
+
+@pytest.mark.parametrize(("overrides", "named"), BAD_SETTINGS, ids=lambda x: str(x)[:40])
+def test_a_setting_outside_its_domain_is_one_line_before_any_file(
+    tmp_path, capsys, overrides, named
+):
+    out = tmp_path / "runs"
+    err = one_error_line(capsys, ["train", "synthetic/maml", *overrides, f"output_dir={out}"])
+    assert named in err
+    assert not out.exists()  # nothing written, not even the run folder
+
+
+def test_a_scalar_for_a_list_is_a_one_element_list(tmp_path):
+    assert load_config(None, ["task.warm=warmup"]).task.warm == ["warmup"]
+    assert load_config(None, ["model.hidden=16"]).model.hidden == [16]
+    path = write(tmp_path, "exp.yaml", ["task:", "  warm: seen", "model:", "  hidden: 8"])
+    cfg = load_config(path)
+    assert (cfg.task.warm, cfg.model.hidden) == (["seen"], [8])
+
+
+def test_a_count_of_batches_is_a_count_and_a_decimal_a_fraction():
+    assert load_config(None, ["trainer.limit_train_batches=1"]).trainer.limit_train_batches == 1
+    fraction = load_config(None, ["trainer.limit_train_batches=1.0"]).trainer.limit_train_batches
+    assert isinstance(fraction, float) and fraction == 1.0
+    count = load_config(None, ["trainer.limit_train_batches=3"]).trainer.limit_train_batches
+    assert isinstance(count, int) and not isinstance(count, bool)
+
+
+def test_too_few_warm_users_names_the_parts_left_empty(tmp_path, capsys):
+    args = ["train", "synthetic/maml", "data.synthetic.new_user_fraction=0.999",
+            f"output_dir={tmp_path / 'runs'}"]  # fmt: skip
+    err = one_error_line(capsys, args)
+    assert "the warm state gives 1 tasks" in err and "validation" in err
+
+
+def test_predict_top_k_below_zero_is_refused(tmp_path, capsys):
+    err = one_error_line(capsys, ["predict", str(tmp_path), "--ratings", "r.csv", "--top-k", "-3"])
+    assert (
+        err == "metarec: error: predict: argument --top-k: -3 is not allowed; it must be at least 0"
+    )
+
+
+def test_a_truncated_run_config_names_the_file_and_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    write(run, "config.yaml", [], data=to_yaml(load_config(None)).encode()[:300])
+    write(tmp_path, "r.csv", ["item,rating", "i1,4"])
+    err = one_error_line(capsys, ["predict", str(run), "--ratings", str(tmp_path / "r.csv")])
+    assert f"{run / 'config.yaml'} line " in err and "not valid YAML" in err

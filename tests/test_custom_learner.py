@@ -10,7 +10,8 @@ import torch
 
 from metarec.catalog import LEARNERS
 from metarec.cli import main
-from metarec.config.schema import LearnerConfig, setting
+from metarec.config.domain import setting
+from metarec.config.schema import LearnerConfig
 from metarec.learners.base import MetaLearner
 
 from .conftest import SMALL

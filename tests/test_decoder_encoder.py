@@ -14,7 +14,7 @@ from torch import nn
 
 from metarec.build import build_learner, prepare_tasks
 from metarec.config.load import load_config
-from metarec.config.schema import EncoderConfig
+from metarec.config.text import EncoderConfig
 from metarec.encoders import text
 from metarec.encoders.cache import cache_key, cache_path, embed_texts
 from metarec.encoders.text import TextEncoder, load_text_model

@@ -15,13 +15,25 @@ import metarec
 
 ROOT = Path(metarec.__file__).parent
 
+# What the settings' modules must never import: everything that reads them.
+CONFIG_ABOVE = (
+    "metarec.config.load",
+    "metarec.catalog",
+    "metarec.data",
+    "metarec.datasets",
+    "metarec.encoders",
+    "metarec.learners",
+    "metarec.baselines",
+)
 # What each package must never import (so never run): the layers above it.
 LAYERS = {
     "metarec.errors": ("metarec",),
     "metarec.registry": ("metarec",),
     # The settings' dataclasses are the bottom layer; loading a config (config.load) reads the
     # complete registries, so it sits above the catalog.
-    "metarec.config.schema": ("metarec",),
+    "metarec.config.domain": ("metarec",),
+    "metarec.config.schema": CONFIG_ABOVE,
+    "metarec.config.text": CONFIG_ABOVE,
     "metarec.data": (
         "metarec.datasets",
         "metarec.encoders",

@@ -11,6 +11,7 @@ import yaml
 
 from metarec import sweep as sweep_module
 from metarec.cli import main
+from metarec.config.load import load_config
 from metarec.metrics.names import ESTIMATED, HEADLINE, LIKE_TABLE, METRICS, NAMES, RUN_TABLE
 from metarec.sweep import SweepError, Trial, load_sweep, run_local, split_config
 from metarec.sweep import runner as sweep_runner
@@ -159,7 +160,8 @@ def test_trials_reseeding_the_global_generators_do_not_repeat_proposals(tmp_path
 
 
 def test_a_sweep_can_minimise_mae_round(tmp_path):
-    assert {"val/mae_round", "test/warm/mae_round"} <= sweep_module.logged_metrics()
+    cfg = load_config("experiments/synthetic/maml.yaml")
+    assert {"val/mae_round", "test/warm/mae_round"} <= sweep_module.run_metrics(cfg)
     path = write_sweep(tmp_path, metric={"name": "val/mae_round", "goal": "minimize"})
     assert load_sweep(path).spec["metric"]["name"] == "val/mae_round"
 
@@ -185,3 +187,43 @@ def test_the_metric_names_are_those_the_metric_functions_return():
     for picked in (RUN_TABLE, LIKE_TABLE, ESTIMATED, HEADLINE):
         assert set(picked) <= set(NAMES)
     assert METRICS["mae"].better == "lower is better" and not METRICS["ndcg@3"].lower_is_better
+
+
+@pytest.mark.parametrize(
+    ("metric", "overrides"),
+    [
+        ("val/ndcg@10", []),  # a ranking metric: synthetic ratings are not ranked
+        ("test/warm_seen/mae", []),  # the seen protocol is not scored by task.warm=[heldout]
+        ("test/new_user/mae", ["task.cold=false"]),  # no cold scenario is scored
+        ("test/new_user/mae", ["task.unit=item"]),  # item tasks: no new-user scenario
+    ],
+)
+def test_a_metric_no_run_writes_is_refused_before_any_trial(
+    tmp_path, monkeypatch, metric, overrides
+):
+    def no_trial(*args, **kwargs):
+        raise AssertionError("a trial ran")
+
+    monkeypatch.setattr(sweep_runner, "run_trial", no_trial)
+    path = write_sweep(tmp_path, metric={"name": metric, "goal": "minimize"})
+    spec = yaml.safe_load(path.read_text())
+    spec["command"][3:3] = overrides
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SweepError, match=f"never writes '{metric}'"):
+        load_sweep(path)
+    assert main(["sweep", str(path), "--local", "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_metrics_a_run_plans_are_those_it_writes(tmp_path):
+    """run_metrics, computed from the config alone, against a real run's summary.json."""
+    for overrides in ([], ["task.warm=[heldout,seen]", "task.target=like"]):
+        args = ["experiments/synthetic/mean.yaml", *SMALL, *overrides]
+        cfg = load_config(args[0], args[1:])
+        assert main(["train", *args, f"output_dir={tmp_path / str(len(overrides))}"]) == 0
+        (run_dir,) = (tmp_path / str(len(overrides))).iterdir()
+        written = set(json.loads((run_dir / "summary.json").read_text()))
+        planned = sweep_module.run_metrics(cfg)
+        assert written <= planned
+        # What it plans and did not write: the published warm-up, which synthetic data lack.
+        assert {key.split("/")[1] for key in planned - written} == {"warm_up"}

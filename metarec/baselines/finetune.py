@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, setting
+from metarec.config.domain import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, setting
+from metarec.config.schema import LearnerConfig
 from metarec.data.batch import Batch, whole_task
 from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Adapted, InnerLoop, Weights, split_params, trainable
@@ -78,8 +79,14 @@ class FinetuneSettings(LearnerConfig):
 
     # Defaults picked on synthetic validation MAE; at 0.05 the tuning diverges once the network
     # has trained a few epochs (its loss surface grows sharper).
-    inner_steps: int = setting(10, "SGD steps on each task's support set at evaluation")
-    inner_lr: float = setting(0.01, "learning rate of the per-task fine-tuning steps")
+    inner_steps: int = setting(
+        10,
+        "SGD steps on each task's support set at evaluation (0: the global model as it is)",
+        domain=NON_NEGATIVE,
+    )
+    inner_lr: float = setting(
+        0.01, "learning rate of the per-task fine-tuning steps", domain=POSITIVE
+    )
 
 
 @LEARNERS.register("finetune")
@@ -98,9 +105,11 @@ class Finetune(PooledNetwork):
 class LoRASettings(FinetuneSettings):
     """Per-task LoRA adapters on the decision layers; the trained network stays frozen."""
 
-    lora_rank: int = setting(4, "rank r of each LoRA adapter")
-    lora_alpha: float = setting(8.0, "LoRA scaling numerator: the update is (alpha / r) B A")
-    inner_lr: float = setting(0.02, "learning rate of the per-task LoRA steps")
+    lora_rank: int = setting(4, "rank r of each LoRA adapter", domain=AT_LEAST_ONE)
+    lora_alpha: float = setting(
+        8.0, "LoRA scaling numerator: the update is (alpha / r) B A", domain=POSITIVE
+    )
+    inner_lr: float = setting(0.02, "learning rate of the per-task LoRA steps", domain=POSITIVE)
 
 
 @LEARNERS.register("lora")

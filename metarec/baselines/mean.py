@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from metarec.bias import item_means, pick_pseudo_counts, predict_bias
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.domain import NON_NEGATIVE, setting
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.errors import ConfigError
@@ -66,22 +67,21 @@ class MeanSettings(LearnerConfig):
         None,
         "kind shrunk: ratings at the global mean added to each item's mean; null: picked on "
         "the validation tasks from metarec.bias.ITEM_PSEUDO_GRID",
+        domain=NON_NEGATIVE,
     )
     user_pseudo: float | None = setting(
         None,
         "kind shrunk: ratings with no offset added to the user's support set; null: picked on "
         "the validation tasks from metarec.bias.USER_PSEUDO_GRID",
+        domain=NON_NEGATIVE,
     )
 
     def __post_init__(self) -> None:
         for name in ("item_pseudo", "user_pseudo"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if self.kind != "shrunk":
-                raise ValueError(f"learner.{name} applies to learner.kind=shrunk, not {self.kind}")
-            if not value >= 0:  # also rejects NaN
-                raise ValueError(f"learner.{name} must be >= 0 (or null), not {value}")
+            if getattr(self, name) is not None and self.kind != "shrunk":
+                raise ValueError(
+                    f"key 'learner.{name}': applies to learner.kind=shrunk, not {self.kind}"
+                )
 
 
 @LEARNERS.register("mean")

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from metarec.bias import item_means
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.domain import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, setting
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.distributed import rank_share
@@ -63,13 +64,21 @@ class ItemFactors(nn.Module):
 class MFSettings(LearnerConfig):
     """Sizes and penalties of biased MF with fold-in."""
 
-    factors: int = setting(16, "latent factors per item (and per folded-in user)")
-    item_l2: float = setting(
-        1e-3, "penalty on the item biases and factors of a meta-batch's ratings"
+    factors: int = setting(
+        16, "latent factors per item (and per folded-in user)", domain=AT_LEAST_ONE
     )
-    ridge_l2: float = setting(3.0, "ridge penalty on the folded-in user bias and factors")
-    init_std: float = setting(0.01, "std of the initial item factors")
-    outer_lr: float = setting(1e-2, "Adam learning rate of the item biases and factors")
+    item_l2: float = setting(
+        1e-3,
+        "penalty on the item biases and factors of a meta-batch's ratings",
+        domain=NON_NEGATIVE,
+    )
+    ridge_l2: float = setting(
+        3.0, "ridge penalty on the folded-in user bias and factors", domain=NON_NEGATIVE
+    )
+    init_std: float = setting(0.01, "std of the initial item factors", domain=POSITIVE)
+    outer_lr: float = setting(
+        1e-2, "Adam learning rate of the item biases and factors", domain=POSITIVE
+    )
 
 
 @LEARNERS.register("mf")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.domain import setting
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.errors import ConfigError

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from metarec.baselines.finetune import PooledNetwork
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.domain import POSITIVE, setting
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
@@ -46,7 +47,7 @@ class WideDeepNet(nn.Module):
 class WideDeepSettings(LearnerConfig):
     """Wide & Deep has only the shared settings; its learning rate is tuned on validation."""
 
-    outer_lr: float = setting(3e-3, "Adam learning rate")
+    outer_lr: float = setting(3e-3, "Adam learning rate", domain=POSITIVE)
 
 
 @LEARNERS.register("widedeep")

@@ -16,7 +16,6 @@ stops before any data is read.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import re
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metarec.catalog import DATASETS, LEARNERS
+from metarec.config.domain import violation
 from metarec.config.schema import DEFAULT_DATASET, DEFAULT_LEARNER, RunConfig
 from metarec.errors import ConfigError
 from metarec.paths import experiments_root
@@ -50,7 +50,10 @@ def read_yaml_mapping(path: Path, kind: str = "config", error: type = ConfigErro
     try:
         content = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise error(f"{path}{where}: not valid YAML ({problem})") from err
     if not isinstance(content, dict):
         raise error(f"{path}: expected a mapping at the top level")
     return content
@@ -115,8 +118,33 @@ def resolve_experiment(path_or_name: str | Path) -> Path:
     )
 
 
-def _read_yaml(path: Path) -> DictConfig:
-    return OmegaConf.create(read_yaml_mapping(path))
+def _read_yaml(path: Path, config: DictConfig | None = None) -> DictConfig:
+    """A YAML file as a config; with ``config``, a scalar where ``config`` has a list is
+    taken as a one-element list."""
+    content = read_yaml_mapping(path)
+    return OmegaConf.create(_as_lists(config, content) if config is not None else content)
+
+
+def _as_lists(config: DictConfig, content: dict) -> dict:
+    """``content`` with each scalar where ``config`` holds a list made a one-element list."""
+    out = {}
+    for key, value in content.items():
+        node = config.get(key) if isinstance(key, str) and key in config else None
+        if OmegaConf.is_list(node) and not isinstance(value, (list, dict)) and value is not None:
+            value = [value]
+        elif OmegaConf.is_dict(node) and isinstance(value, dict):
+            value = _as_lists(node, value)
+        out[key] = value
+    return out
+
+
+def _as_list_override(config: DictConfig, override: str) -> str:
+    """``key=value`` with a scalar value for a list setting written ``key=[value]``."""
+    key, _, value = override.partition("=")
+    node = OmegaConf.select(config, key.strip(), default=None)
+    if OmegaConf.is_list(node) and not value.strip().startswith("[") and value.strip():
+        return f"{key}=[{value}]"
+    return override
 
 
 def import_plugins(modules: list[str], source: str = "plugins") -> None:
@@ -145,17 +173,6 @@ def _typed_section(
     except OmegaConfBaseException as err:
         kind = registry.kind
         raise ConfigError(f"{source}: {kind} '{name}': {_describe(err, f'{key}.')}") from err
-
-
-def _check_choices(node, prefix: str = "") -> None:
-    """Every field declared with ``choices`` holds one of them."""
-    for spec in dataclasses.fields(node):
-        value = getattr(node, spec.name)
-        if dataclasses.is_dataclass(value):
-            _check_choices(value, f"{prefix}{spec.name}.")
-        elif spec.metadata.get("choices") and value not in spec.metadata["choices"]:
-            allowed = ", ".join(map(str, spec.metadata["choices"]))
-            raise ConfigError(f"key '{prefix}{spec.name}': '{value}' is not one of {allowed}")
 
 
 def _check_learner_fits(run: RunConfig, source: str) -> None:
@@ -229,14 +246,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         path = resolve_experiment(path)
         for layer in experiment_layers(path):
             try:
-                config = OmegaConf.merge(config, _read_yaml(layer))
+                config = OmegaConf.merge(config, _read_yaml(layer, config))
             except OmegaConfBaseException as err:
                 raise ConfigError(f"{layer}: {_describe(err)}") from err
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override '{override}' is not of the form key=value")
         try:
-            config = OmegaConf.merge(config, OmegaConf.from_dotlist([override]))
+            listed = _as_list_override(config, override)
+            config = OmegaConf.merge(config, OmegaConf.from_dotlist([listed]))
         except OmegaConfBaseException as err:
             raise ConfigError(f"override '{override}': {_describe(err)}") from err
     source = f"{path} with overrides" if path and overrides else str(path or "overrides")
@@ -248,7 +266,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     except (ValueError, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
         raise ConfigError(f"{source}: {str(cause).splitlines()[0]}") from err
-    _check_choices(run)
+    problem = violation(run)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     _check_learner_fits(run, source)
     if run.name is None:
         run.name = run_name(run, path, overrides)

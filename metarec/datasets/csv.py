@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metarec.config.schema import DataConfig, setting
+from metarec.config.domain import OPEN_FRACTION, setting
+from metarec.config.schema import DataConfig
 from metarec.data.schema import STATES, RecDataset, UserRatings
 from metarec.data.source import DataSource
 from metarec.data.split import place_ratings
@@ -90,14 +91,16 @@ class CsvConfig:
     rating_max: float = setting(5.0, "highest rating of the declared scale")
     text_columns: list[str] = setting([], "item table columns joined into the item's text")
     list_sep: str = setting("|", "separator of a multi-valued feature cell, e.g. 'Comedy|Drama'")
-    new_user_fraction: float = setting(0.2, "share of users drawn (seeded by data.seed) as new")
+    new_user_fraction: float = setting(
+        0.2, "share of users drawn (seeded by data.seed) as new", domain=OPEN_FRACTION
+    )
     new_items: str = setting(
         "time",
         "time: items first rated last are new (needs the timestamp column); id: the highest "
         "ids (numeric order when every id is a number) are new",
         choices=("time", "id"),
     )
-    new_item_fraction: float = setting(0.2, "share of items that are new")
+    new_item_fraction: float = setting(0.2, "share of items that are new", domain=OPEN_FRACTION)
     split: str | None = setting(
         None,
         "a published split (relative to data.root): a header, then user, item, state (warm, "

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metarec.config.schema import DataConfig, setting
+from metarec.config.domain import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, setting
+from metarec.config.schema import DataConfig
 from metarec.data.itemtext import render_item_text
 from metarec.data.schema import STATES, FeatureTable, RecDataset, UserRatings
 from metarec.data.source import DataSource
@@ -26,14 +27,23 @@ from metarec.registry import DATASETS
 class SyntheticConfig:
     """Sizes and noise of the embedded synthetic dataset."""
 
-    n_users: int = setting(1000, "users in all states")
-    n_items: int = setting(500, "items in all states")
-    new_item_fraction: float = setting(0.35, "share of items that are 'new' (released last)")
-    new_user_fraction: float = setting(0.2, "share of users that are 'new'")
-    min_ratings: int = setting(20, "fewest ratings a user gives")
-    max_ratings: int = setting(90, "most ratings a user gives")
-    latent_dim: int = setting(4, "dimension of the hidden preference model")
-    noise: float = setting(0.3, "std of the rating noise before rounding")
+    n_users: int = setting(1000, "users in all states", domain=AT_LEAST_ONE)
+    n_items: int = setting(500, "items in all states", domain=AT_LEAST_ONE)
+    new_item_fraction: float = setting(
+        0.35, "share of items that are 'new' (released last)", domain=FRACTION
+    )
+    new_user_fraction: float = setting(0.2, "share of users that are 'new'", domain=FRACTION)
+    min_ratings: int = setting(20, "fewest ratings a user gives", domain=AT_LEAST_ONE)
+    max_ratings: int = setting(90, "most ratings a user gives", domain=AT_LEAST_ONE)
+    latent_dim: int = setting(4, "dimension of the hidden preference model", domain=AT_LEAST_ONE)
+    noise: float = setting(0.3, "std of the rating noise before rounding", domain=NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        if self.min_ratings > self.max_ratings:
+            raise ValueError(
+                f"key 'data.synthetic.max_ratings': {self.max_ratings} is below "
+                f"data.synthetic.min_ratings ({self.min_ratings})"
+            )
 
 
 @dataclass

@@ -1,8 +1,7 @@
 """TALLRec's few-shot MovieLens-100K benchmark (Bao et al., RecSys 2023): ``data.name:
 tallrec-ml100k``.
 
-The protocol, as TALLRec's own code builds it (``preprocess_movie.py`` and ``finetune_rec.py``
-of ``SAI990323/TALLRec``):
+The protocol, as TALLRec's code builds it (``SAI990323/TALLRec``, ``preprocess_movie.py``):
 
 * a rating above 3 is a like (``int(rating) > 3``; here ``task.like_threshold``, whose default
   4 says the same of whole stars: a 3 is a dislike);
@@ -13,23 +12,17 @@ of ``SAI990323/TALLRec``):
   user's in time order (``data.tallrec.order: user``; ``time`` sorts them all by the target's
   timestamp instead); the **last** ``n_last`` (10,000) of that list are the benchmark, cut in
   list order at 80% and 90% (``int(n * 0.8)``, as TALLRec) into training, validation and test;
-* a run trains on ``train_samples`` (16, 64 or 256) of the training part, the first of a
-  permutation drawn from ``data.seed`` (``np.random.default_rng(seed).permutation``, which is
-  how Hugging Face ``datasets``' ``shuffle(seed)`` draws TALLRec's ``select(range(sample))``;
-  so the 16 are among the 64, and the 64 among the 256); it validates (early stopping, model
-  choice) on the whole validation part, as TALLRec does, and is tested on the whole test part;
-* AUC over all test samples pooled (each task has one query, so a per-task AUC is undefined;
-  :mod:`metarec.metrics.pooled`).
+* a run trains on the first ``train_samples`` (16, 64 or 256) of a permutation of the training
+  part drawn from ``data.seed`` (as ``datasets``' ``shuffle(seed)`` draws TALLRec's: the 16
+  are among the 64), validates on the whole validation part and is tested on the test part;
+* AUC over all test samples pooled (:mod:`metarec.metrics.pooled`).
 
-In metarec a sample is a task: its support set is the ``history`` items with their labels, its
-query set the target item. The test scenario is ``warm``; every method sees the same tasks.
-``data.tallrec.extra: true`` adds every sample before the benchmark (the rest of ML-100K,
-about 80,000 samples) to the meta-training tasks: extra data TALLRec's rows do not use, so a
-row trained so must say it. Other ``data.*`` task settings (``min_ratings``, ``query_size``,
-the fractions) do not apply here.
+In metarec a sample is a task (support: the ``history`` items with their labels; query: the
+target); the test scenario is ``warm``. ``data.tallrec.extra: true`` also meta-trains on every
+sample before the benchmark (extra data TALLRec's rows do not use). ``data.min_ratings``,
+``query_size`` and the fractions do not apply.
 
-Files: ``u.data``, ``u.item`` and ``u.user`` of GroupLens' ``ml-100k.zip``
-(:mod:`metarec.data.ml100k`; ``metarec data download`` fetches and checks the zip).
+Files: GroupLens' ``u.data``, ``u.item``, ``u.user`` (:mod:`metarec.data.ml100k`).
 """
 
 from __future__ import annotations
@@ -40,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metarec.config.schema import DataConfig, TaskConfig, setting
+from metarec.config.domain import AT_LEAST_ONE, Range, setting
+from metarec.config.schema import DataConfig, TaskConfig
 from metarec.data.files import FileStatus
 from metarec.data.ml100k import ML100K_MD5, STATE, download_ml100k, load_ml100k, verify_ml100k
 from metarec.data.schema import RecDataset, UserRatings
@@ -61,10 +55,15 @@ class TallrecConfig:
         64,
         "training samples, the first of a permutation (seeded by data.seed) of the "
         "benchmark's training part: TALLRec's 16 / 64 / 256; null: all of them",
+        domain=AT_LEAST_ONE,
     )
-    history: int = setting(10, "ratings before the target in a sample (TALLRec: 10)")
+    history: int = setting(
+        10, "ratings before the target in a sample (TALLRec: 10)", domain=AT_LEAST_ONE
+    )
     n_last: int = setting(
-        10_000, "last samples kept as the benchmark, cut 8:1:1 into training, validation, test"
+        10_000,
+        "last samples kept as the benchmark, cut 8:1:1 into training, validation, test",
+        domain=Range(10),
     )
     order: str = setting(
         "user",
@@ -248,6 +247,7 @@ class TallrecML100K(DataSource):
     # GroupLens' md5s; downloaded as ml-100k.zip (SHA-1 checked) and unpacked, see download().
     files = Files(ML100K_MD5, "md5")
     scoring = "pooled"
+    scenarios = ("warm",)
     # The few-shot axis and "<method> (paper)" -> its value on that axis -> AUC (0-1).
     paper = {
         "axis": AXIS,

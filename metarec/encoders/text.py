@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from metarec.config.schema import EncoderConfig
+from metarec.config.text import EncoderConfig
 from metarec.encoders.device import resolve_device, resolve_dtype
 from metarec.encoders.pooling import POOLINGS, pool
 

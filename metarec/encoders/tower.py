@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch._C._functorch import is_functorch_wrapped_tensor
 
-from metarec.config.schema import EncoderConfig
+from metarec.config.text import EncoderConfig
 from metarec.encoders.pooling import pool
 from metarec.encoders.text import load_text_model, resolve_model, tokenize
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.domain import AT_LEAST_ONE, FRACTION, setting
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
@@ -31,11 +32,17 @@ Context = tuple[torch.Tensor, torch.Tensor]  # (T, 1 + S, d_model) tokens, (T, 1
 class AttentionSettings(LearnerConfig):
     """Size of the support-set encoder and of the query's cross-attention."""
 
-    d_model: int = setting(64, "width of the support tokens and of the attention layers")
-    heads: int = setting(2, "attention heads (must divide d_model)")
-    layers: int = setting(2, "Transformer encoder layers over the support set")
-    feedforward: int = setting(128, "width of each encoder layer's feed-forward block")
-    dropout: float = setting(0.0, "dropout in the attention layers (0 keeps evaluation exact)")
+    d_model: int = setting(
+        64, "width of the support tokens and of the attention layers", domain=AT_LEAST_ONE
+    )
+    heads: int = setting(2, "attention heads (must divide d_model)", domain=AT_LEAST_ONE)
+    layers: int = setting(2, "Transformer encoder layers over the support set", domain=AT_LEAST_ONE)
+    feedforward: int = setting(
+        128, "width of each encoder layer's feed-forward block", domain=AT_LEAST_ONE
+    )
+    dropout: float = setting(
+        0.0, "dropout in the attention layers (0 keeps evaluation exact)", domain=FRACTION
+    )
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from metarec.config.schema import LearnerConfig, setting
+from metarec.config.domain import NON_NEGATIVE, POSITIVE, setting
+from metarec.config.schema import LearnerConfig
 from metarec.data.batch import Batch
 from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Adapted, InnerLoop, Params, Weights, split_params
@@ -21,8 +22,12 @@ from metarec.registry import LEARNERS
 class MAMLSettings(LearnerConfig):
     """Inner loop of the gradient-based learners."""
 
-    inner_steps: int = setting(5, "gradient steps on the support set (local updates)")
-    inner_lr: float = setting(0.05, "learning rate of the inner (local) updates")
+    inner_steps: int = setting(
+        5,
+        "gradient steps on the support set (local updates; 0: none, the initial weights)",
+        domain=NON_NEGATIVE,
+    )
+    inner_lr: float = setting(0.05, "learning rate of the inner (local) updates", domain=POSITIVE)
     first_order: bool = setting(False, "drop second-order terms of the meta-gradient")
     adapt: str = setting(
         "all",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import setting
+from metarec.config.domain import NON_NEGATIVE, setting
 from metarec.learners.base import LearnerContext
 from metarec.learners.functional import Params
 from metarec.learners.maml import MAML, MAMLSettings
@@ -16,7 +16,9 @@ from metarec.registry import LEARNERS
 
 @dataclass
 class MetaSGDSettings(MAMLSettings):
-    inner_steps: int = setting(1, "gradient steps on the support set (Meta-SGD uses one)")
+    inner_steps: int = setting(
+        1, "gradient steps on the support set (Meta-SGD uses one)", domain=NON_NEGATIVE
+    )
 
 
 @LEARNERS.register("metasgd")

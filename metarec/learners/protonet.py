@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarec.config.schema import LearnerConfig, ModelConfig, setting
+from metarec.config.domain import POSITIVE, setting
+from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
@@ -30,7 +31,9 @@ class ProtoNetSettings(LearnerConfig):
     """The distance softmax of the prototypical network."""
 
     temperature: float = setting(
-        1.0, "initial softmax temperature on squared distances (learned from there on)"
+        1.0,
+        "initial softmax temperature on squared distances (learned from there on)",
+        domain=POSITIVE,
     )
 
     def __post_init__(self) -> None:

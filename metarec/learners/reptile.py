@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metarec.config.schema import setting
+from metarec.config.domain import POSITIVE, setting
 from metarec.data.batch import Batch, query_of, whole_task
 from metarec.distributed import mean_over_ranks, share_of_meta_batch
 from metarec.errors import ConfigError
@@ -29,8 +29,10 @@ class ReptileSettings(MAMLSettings):
     # Defaults picked on synthetic validation MAE. ε = 1 sets θ to the mean of the solutions;
     # the meta-batch mean is what keeps that step small. Inner rates of 0.05 and above diverge
     # on the support set at evaluation once θ has trained a while.
-    outer_lr: float = setting(1.0, "Reptile's step size ε: θ ← θ + ε (mean adapted φ − θ)")
-    inner_lr: float = setting(0.03, "SGD learning rate of the per-task steps")
+    outer_lr: float = setting(
+        1.0, "Reptile's step size ε: θ ← θ + ε (mean adapted φ − θ)", domain=POSITIVE
+    )
+    inner_lr: float = setting(0.03, "SGD learning rate of the per-task steps", domain=POSITIVE)
     # Reptile never differentiates through the inner loop, and it moves only the weights that
     # adapt (the others would stay at their initialisation), so neither choice is open.
     first_order: bool = setting(True, "Reptile is first order by construction", choices=(True,))

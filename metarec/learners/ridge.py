@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from metarec.config.schema import LearnerConfig, setting
+from metarec.config.domain import POSITIVE, setting
+from metarec.config.schema import LearnerConfig
 from metarec.data.batch import Batch
 from metarec.learners.base import MetaLearner
 from metarec.registry import LEARNERS
@@ -18,7 +19,7 @@ from metarec.registry import LEARNERS
 
 @dataclass
 class RidgeSettings(LearnerConfig):
-    ridge_l2: float = setting(1.0, "ridge penalty of the per-task output layer")
+    ridge_l2: float = setting(1.0, "ridge penalty of the per-task output layer", domain=POSITIVE)
 
 
 @LEARNERS.register("ridge")

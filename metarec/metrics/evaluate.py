@@ -45,6 +45,18 @@ class Scoring:
         """The validation metric that picks the epoch kept: MAE, NDCG@10 or pooled AUC."""
         return {"rating": "mae", "ranking": "ndcg@10", "pooled": "auc"}[self.kind]
 
+    def names(self, target: str, test: bool) -> tuple[str, ...]:
+        """The metrics a scenario's summary holds under this scoring, for ``task.target``
+        (``mae_round`` only with ratings; where the scale is not discrete it is missing)."""
+        rating = ("mae", *(("mae_round",) if target == "rating" else ()), "rmse")
+        if self.kind == "pooled":
+            return (*rating, "auc")
+        names = (*rating, "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
+        if self.kind == "ranking":
+            full = ("full_hr@10", "full_ndcg@10", "full_mrr") if self.full_ranking and test else ()
+            names += ("hr@10", "ndcg@10", "mrr", *full)
+        return names
+
     @property
     def mode(self) -> str:
         """``min`` when lower ``monitor`` is better, else ``max``."""

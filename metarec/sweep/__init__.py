@@ -35,7 +35,7 @@ from metarec.sweep.spec import (
     SweepError,
     format_value,
     load_sweep,
-    logged_metrics,
+    run_metrics,
     split_config,
 )
 from metarec.sweep.wandb_agent import run_wandb, wandb_available
@@ -51,7 +51,7 @@ __all__ = [
     "Trial",
     "format_value",
     "load_sweep",
-    "logged_metrics",
+    "run_metrics",
     "markdown_summary",
     "ranked",
     "run_local",

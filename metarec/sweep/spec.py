@@ -14,7 +14,6 @@ from pathlib import Path
 
 from metarec.config.load import load_config, read_yaml_mapping
 from metarec.errors import ConfigError
-from metarec.metrics.names import NAMES
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
@@ -49,13 +48,20 @@ class Sweep:
         return self.spec["metric"]["goal"]
 
 
-def logged_metrics() -> set[str]:
-    """Every metric name a run writes to ``summary.json`` (as Lightning logs it)."""
-    from metarec.data.scenarios import ALL_SCENARIOS
-    from metarec.metrics.evaluate import metric_key
+def run_metrics(cfg) -> set[str]:
+    """Every metric name a run of ``cfg`` writes to ``summary.json`` (as Lightning logs it):
+    its dataset's scoring's metrics on the validation tasks and on each scenario it tests."""
+    from metarec.catalog import DATASETS
+    from metarec.data.scenarios import planned_scenarios
+    from metarec.metrics.evaluate import Scoring, metric_key
 
-    splits = [("val", None), *(("test", scenario) for scenario in ALL_SCENARIOS)]
-    names = {metric_key(split, scenario, name) for split, scenario in splits for name in NAMES}
+    source = DATASETS.get(cfg.data.name)
+    scoring = Scoring(source.scoring, full_ranking=cfg.task.full_ranking)
+    names = {metric_key("val", None, name) for name in scoring.names(cfg.task.target, False)}
+    for scenario in planned_scenarios(source, cfg.task):
+        names |= {
+            metric_key("test", scenario, name) for name in scoring.names(cfg.task.target, True)
+        }
     return names | {"val/auc_n_tasks", "time/seconds"}
 
 
@@ -120,19 +126,35 @@ def load_sweep(path: str | Path, extra: list[str] | tuple = ()) -> Sweep:
     if metric["goal"] not in GOALS:
         raise SweepError(f"{path}: key 'metric.goal': '{metric['goal']}' is not one of "
                          f"{', '.join(GOALS)}")  # fmt: skip
-    if metric["name"] not in logged_metrics():
-        raise SweepError(
-            f"{path}: key 'metric.name': '{metric['name']}' is not a metric metarec logs "
-            f"(e.g. val/mae, val/ndcg@3, test/new_user/mae; see a run's summary.json)"
-        )
     parameters = spec.get("parameters")
     if not isinstance(parameters, dict) or not parameters:
         raise SweepError(f"{path}: key 'parameters': expected a mapping of at least one key")
     config, fixed = _parse_command(path, spec.get("command"))
     sweep = Sweep(path=path, spec=spec, config=config, fixed=fixed, extra=list(extra))
     _check_parameters(sweep)
+    _check_metric(sweep)
     _check_schema(sweep)
     return sweep
+
+
+def _check_metric(sweep: Sweep) -> None:
+    """Every trial's run writes the sweep's metric (its dataset's scoring, its scenarios),
+    checked on each experiment file the sweep can use, before any trial trains."""
+    parameters = sweep.spec["parameters"]
+    configs = [sweep.config]
+    if CONFIG_KEY in parameters:
+        configs = [
+            format_value(v) for v in _samples(sweep.path, CONFIG_KEY, parameters[CONFIG_KEY])
+        ]
+    for config in configs:
+        written = run_metrics(load_config(config, [*sweep.fixed, *sweep.extra]))
+        if sweep.metric not in written:
+            shown = ", ".join(sorted(name for name in written if name.startswith("val/")))
+            raise SweepError(
+                f"{sweep.path}: key 'metric.name': a run of {config} never writes "
+                f"'{sweep.metric}' (its validation metrics: {shown}; test metrics are "
+                "test/<scenario>/<metric>)"
+            )
 
 
 def _check_parameters(sweep: Sweep) -> None:
