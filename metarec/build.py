@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from metarec.catalog import LEARNERS, load_dataset
@@ -70,6 +71,19 @@ def make_trainer(
     folder (:class:`~metarec.checkpoint_io.AtomicCheckpointIO`), never through ``$TMPDIR``.
     """
     csv = [CSVLogger(run_dir, name="", version="logs")] if run_dir else []
+    try:
+        return _trainer(cfg, run_dir, callbacks, [*csv, *loggers])
+    except (ValueError, MisconfigurationException) as err:  # Lightning refuses the hardware
+        # settings (an unknown strategy or precision, an accelerator this machine lacks)
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"key 'trainer' (accelerator {cfg.trainer.accelerator}, devices "
+            f"{cfg.trainer.devices}, strategy {cfg.trainer.strategy}, precision "
+            f"{cfg.trainer.precision}): {reason}"
+        ) from err
+
+
+def _trainer(cfg: RunConfig, run_dir: Path | None, callbacks, loggers: list) -> L.Trainer:
     return L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
@@ -84,7 +98,7 @@ def make_trainer(
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         inference_mode=False,
         deterministic=True,
-        logger=[*csv, *loggers] if run_dir else False,
+        logger=loggers if run_dir else False,
         callbacks=list(callbacks),
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=bool(callbacks),

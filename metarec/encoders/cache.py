@@ -25,6 +25,7 @@ from torch import Tensor
 from metarec.config.text import EncoderConfig
 from metarec.encoders import text
 from metarec.encoders.device import resolve_device, resolve_dtype
+from metarec.errors import ConfigError
 from metarec.io import atomic_write_bytes
 
 FORMAT = "1"
@@ -74,7 +75,7 @@ def model_fingerprint(model: str | Path) -> str:
     if not isinstance(source, Path):
         return source
     if not source.is_dir():
-        raise ValueError(f"encoder.model: model folder {source} does not exist")
+        raise ConfigError(f"encoder.model: model folder {source} does not exist")
     stamp = []
     for path in sorted(source.rglob("*")):
         parts = path.relative_to(source).parts

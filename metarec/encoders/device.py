@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from metarec.errors import ConfigError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -14,7 +16,7 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"encoder.device: {device!r} is not a device ({err})") from None
+        raise ConfigError(f"encoder.device: {device!r} is not a device ({err})") from None
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
@@ -24,5 +26,5 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"encoder.dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}")
+        raise ConfigError(f"encoder.dtype: {dtype!r} is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]

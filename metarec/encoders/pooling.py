@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from metarec.errors import ConfigError
+
 POOLINGS = ("mean", "cls", "last")
 
 
@@ -19,7 +21,7 @@ def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
         counts = weights.sum(-1).clamp(min=1e-9)  # (B, 1)
         return torch.bmm(weights, hidden).squeeze(1) / counts
     if pooling not in POOLINGS:
-        raise ValueError(f"encoder.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+        raise ConfigError(f"encoder.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
     length = hidden.shape[1]
     positions = torch.arange(length, device=hidden.device)
     real = attention_mask.bool()

