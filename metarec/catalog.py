@@ -16,7 +16,22 @@ from metarec.config.schema import DataConfig
 from metarec.data.schema import RecDataset
 from metarec.datasets import amazon_unisrec, csv, melu_ml1m, synthetic, tallrec_ml100k  # noqa: F401
 from metarec.errors import ConfigError
-from metarec.learners import attention, maml, metasgd, protonet, reptile, ridge  # noqa: F401
+from metarec.learners import (  # noqa: F401  (registers)
+    aldi,
+    attention,
+    clcrec,
+    dropoutnet,
+    heater,
+    maml,
+    mamo,
+    metaemb,
+    metasgd,
+    mwuf,
+    protonet,
+    reptile,
+    ridge,
+    tanp,
+)
 from metarec.registry import DATASETS, LEARNERS
 
 ENTRY_POINT_GROUPS = {"metarec.learners": LEARNERS, "metarec.datasets": DATASETS}

@@ -98,6 +98,10 @@ def test_runs_on_the_meta_device(name, phase, learner_and_batch):
     learner.group_overhead = 0  # grouping tasks by support length reads the lengths
     try:
         out = run(learner, batch, phase)
+    except NotImplementedError as error:  # a shape that depends on the values (nonzero)
+        if "torch.nonzero" not in str(error):
+            raise
+        pytest.skip(f"{name} selects rows by their values (meta tensors have none)")
     except RuntimeError as error:
         frames = {frame.name for frame in traceback.extract_tb(error.__traceback__)}
         if "cannot be called on meta tensors" in str(error) and "local_rows" in frames:

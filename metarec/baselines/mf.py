@@ -23,41 +23,8 @@ from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.distributed import rank_share
 from metarec.learners.base import MetaLearner
+from metarec.learners.foldin import ItemFactors, fold_in
 from metarec.registry import LEARNERS
-
-
-class ItemFactors(nn.Module):
-    """Item biases and factors over item rows; rows unseen in meta-training read as zero."""
-
-    def __init__(
-        self,
-        seen: torch.Tensor,
-        item_offset: torch.Tensor,
-        rating_mean: float,
-        factors: int,
-        init_std: float,
-    ):
-        """Small random factors, biases at the item means' offsets; unseen items' rows zero."""
-        super().__init__()
-        self.register_buffer("seen", seen)
-        self.register_buffer("rating_mean", torch.tensor(rating_mean))
-        self.factors = nn.Embedding(len(seen), factors)
-        self.bias = nn.Embedding(len(seen), 1)
-        nn.init.normal_(self.factors.weight, std=init_std)  # all-zero factors are a saddle
-        with torch.no_grad():
-            self.bias.weight.copy_(item_offset.unsqueeze(-1))
-            self.factors.weight[~self.seen] = 0.0
-            self.bias.weight[~self.seen] = 0.0
-
-    def forward(self, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``item`` rows of any shape -> biases ``item.shape``, features ``item.shape + (1+k,)``.
-
-        The features are ``[1, q_i]``, so ``features @ [b_u, p_u]`` is the user's part.
-        """
-        seen = self.seen[item].to(self.factors.weight.dtype)
-        factors = self.factors(item) * seen.unsqueeze(-1)
-        features = torch.cat([torch.ones_like(factors[..., :1]), factors], dim=-1)
-        return self.bias(item).squeeze(-1) * seen, features
 
 
 @dataclass
@@ -107,12 +74,8 @@ class MF(MetaLearner):
     def adapt(self, support: Batch) -> torch.Tensor:
         """Per task ``[b_u, p_u]`` (tasks, 1 + k): ridge regression of the support residuals."""
         item_bias, features = self.net(support["item"])
-        mask = support["mask"].to(features.dtype)
-        features = features * mask.unsqueeze(-1)  # padded entries drop out of both sides
-        residual = (support["rating"] - self.net.rating_mean - item_bias) * mask
-        eye = torch.eye(features.shape[-1], dtype=features.dtype, device=features.device)
-        gram = features.mT @ features + self.cfg.ridge_l2 * eye
-        return torch.linalg.solve(gram, features.mT @ residual.unsqueeze(-1)).squeeze(-1)
+        residual = support["rating"] - self.net.rating_mean - item_bias
+        return fold_in(features, residual, support["mask"], self.cfg.ridge_l2)
 
     def predict(self, user: torch.Tensor, query: Batch) -> torch.Tensor:
         item_bias, features = self.net(query["item"])
