@@ -114,3 +114,44 @@ def wandb_offline(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setattr(tracking, "_said_offline", False)
+
+
+# --- references and short meta-training for the cold-start methods' learning tests ---------
+
+
+def support_mean_error(tasks, power: int = 1) -> float:
+    """Mean over tasks of each task's query error (absolute, or squared with ``power=2``)
+    when predicting the user's mean support rating: the reference a content method must beat
+    on new items."""
+    query, support = tasks.query_mask.double(), tasks.support_mask.double()
+    user_mean = (tasks.support_rating * support).sum(1) / support.sum(1)
+    gap = (tasks.query_rating - user_mean.unsqueeze(1)).abs() ** power * query
+    return float((gap.sum(1) / query.sum(1)).mean())
+
+
+def global_mean_mae(tasks, scenario: str) -> float:
+    """MAE of predicting the meta-training mean rating for every query of ``scenario``."""
+    test = tasks.test[scenario]
+    mean_rating = float(tasks.train_ratings()[1].mean())
+    query = test.query_mask.double()
+    gap = (test.query_rating - mean_rating).abs() * query
+    return float((gap.sum(1) / query.sum(1)).mean())
+
+
+def fit(learner, tasks, epochs: int, meta_batch: int = 16):
+    """``epochs`` of Lightning meta-training on ``tasks.train`` (no validation, no files)."""
+    import lightning as L
+
+    from metarec.data.datamodule import ColdStartDataModule
+
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+    )
+    trainer.fit(learner, datamodule=ColdStartDataModule(tasks, meta_batch, 64, seed=0))
+    return learner

@@ -16,7 +16,7 @@ from metarec.data.batch import support_of
 from metarec.learners.clcrec import info_nce, user_item_nce
 from metarec.pipeline import train
 
-from .conftest import SMALL
+from .conftest import SMALL, support_mean_error
 
 
 def _learner(tasks, *overrides):
@@ -125,11 +125,6 @@ def test_short_meta_training_predicts_new_items_from_content(small_tasks, tmp_pa
     )
     untrained = _mae_on_new_items(_learner(small_tasks), small_tasks)
     result = train(cfg)
-    new_item = small_tasks.test["new_item"]
-    mask = new_item.query_mask.float()
-    support = new_item.support_mask.float()
-    user_mean = (new_item.support_rating * support).sum(1) / support.sum(1)
-    gap = (new_item.query_rating - user_mean.unsqueeze(1)).abs() * mask
-    user_mean_mae = float((gap.sum(1) / mask.sum(1)).mean())
+    user_mean_mae = support_mean_error(small_tasks.test["new_item"])
     assert result.metrics["new_item"]["mae"] < untrained - 0.05
     assert result.metrics["new_item"]["mae"] < user_mean_mae - 0.05

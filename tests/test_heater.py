@@ -10,7 +10,7 @@ import metarec.learners.heater  # noqa: F401  (registers the learner)
 from metarec.build import build_learner
 from metarec.config.load import load_config
 
-from .conftest import SMALL
+from .conftest import SMALL, support_mean_error
 
 
 def make(tasks, *overrides):
@@ -113,9 +113,6 @@ def test_learns_new_items_from_content(small_tasks):
             loss.backward()
             optimiser.step()
     batch = all_tasks(small_tasks.test["new_item"])
-    support = batch["support_mask"]
-    user_mean = (batch["support_rating"] * support).sum(1) / support.sum(1)
-    mask = batch["query_mask"]
-    baseline = float(((batch["query_rating"] - user_mean[:, None]) ** 2 * mask).sum() / mask.sum())
+    baseline = support_mean_error(small_tasks.test["new_item"], power=2)
     assert mse(learner, batch) < 0.85 * baseline
     assert mse(learner, batch) < 0.7 * mse(untrained, batch)

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import copy
 
-import lightning as L
 import torch
 
 from metarec.build import build_learner
 from metarec.config.load import load_config
-from metarec.data.datamodule import ColdStartDataModule
 from metarec.learners.functional import masked_mse
 from metarec.learners.mwuf import item_users
 
-from .conftest import SMALL
+from .conftest import SMALL, fit
 
 
 def _learner(tasks, *overrides):
@@ -129,14 +127,5 @@ def test_meta_training_predicts_new_items_better(small_tasks):
     copy's (most of it may be the base model's: content reaches it directly)."""
     learner = _learner(small_tasks, "learner.outer_lr=0.01").train()
     untrained = _mse(copy.deepcopy(learner).eval(), small_tasks, "new_item")
-    trainer = L.Trainer(
-        max_epochs=4,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        inference_mode=False,
-    )
-    trainer.fit(learner, datamodule=ColdStartDataModule(small_tasks, 16, 64, seed=0))
+    fit(learner, small_tasks, epochs=4)
     assert _mse(learner.eval(), small_tasks, "new_item") < 0.9 * untrained
