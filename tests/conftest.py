@@ -138,14 +138,16 @@ def global_mean_mae(tasks, scenario: str) -> float:
     return float((gap.sum(1) / query.sum(1)).mean())
 
 
-def fit(learner, tasks, epochs: int, meta_batch: int = 16):
-    """``epochs`` of Lightning meta-training on ``tasks.train`` (no validation, no files)."""
+def fit(learner, tasks, epochs: int = 1, steps: int = -1, eval_batch: int = 64):
+    """``epochs`` (or ``steps`` meta-batches of 16) of Lightning meta-training on
+    ``tasks.train`` (no validation, no files)."""
     import lightning as L
 
     from metarec.data.datamodule import ColdStartDataModule
 
     trainer = L.Trainer(
         max_epochs=epochs,
+        max_steps=steps,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
@@ -153,5 +155,15 @@ def fit(learner, tasks, epochs: int, meta_batch: int = 16):
         enable_model_summary=False,
         inference_mode=False,
     )
-    trainer.fit(learner, datamodule=ColdStartDataModule(tasks, meta_batch, 64, seed=0))
+    trainer.fit(learner, datamodule=ColdStartDataModule(tasks, 16, eval_batch, seed=0))
     return learner
+
+
+def scenario_mse(learner, tasks, scenario: str) -> float:
+    """Mean over the tasks of ``scenario`` of each task's query MSE, ``learner`` as it is."""
+    from metarec.learners.functional import masked_mse
+
+    batch = tasks.test[scenario][torch.arange(len(tasks.test[scenario]))]
+    with torch.no_grad():
+        pred = learner(batch)
+    return masked_mse(pred, batch["query_rating"], batch["query_mask"]).mean().item()

@@ -8,7 +8,6 @@ import copy
 import math
 from collections import Counter
 
-import lightning as L
 import pytest
 import torch
 
@@ -16,11 +15,10 @@ import metarec.learners.aldi  # noqa: F401  (registers the learner)
 from metarec.build import build_learner
 from metarec.config.load import load_config
 from metarec.data.batch import support_of
-from metarec.data.datamodule import ColdStartDataModule
 from metarec.learners.aldi import identification_alignment, ranking_alignment, rating_alignment
 from metarec.pipeline import train
 
-from .conftest import SMALL, support_mean_error
+from .conftest import SMALL, fit, support_mean_error
 
 
 def _learner(tasks, *overrides):
@@ -81,28 +79,15 @@ def test_item_weights_are_capped_tanh_of_training_counts(small_tasks):
         assert learner.net.weight[item].item() == pytest.approx(expected, rel=1e-6)
 
 
-def _fit(learner, tasks, steps):
-    trainer = L.Trainer(
-        max_steps=steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        inference_mode=False,
-    )
-    trainer.fit(learner, datamodule=ColdStartDataModule(tasks, 16, 16, seed=0))
-
-
 def test_teacher_trains_first_then_stays_frozen_while_the_student_trains(small_tasks):
     learner = _learner(small_tasks, "learner.teacher_epochs=1")
     initial = copy.deepcopy(learner.net.teacher.state_dict())
-    _fit(learner, small_tasks, steps=1)  # trains the teacher, then one student step
+    fit(learner, small_tasks, steps=1, eval_batch=16)  # trains the teacher, then one student step
     trained = copy.deepcopy(learner.net.teacher.state_dict())
     assert not torch.equal(trained["factors.weight"], initial["factors.weight"])
     assert bool(learner.net.teacher_ready)
     student = copy.deepcopy(learner.net.student.state_dict())
-    _fit(learner, small_tasks, steps=3)  # student steps only: the teacher is ready
+    fit(learner, small_tasks, steps=3, eval_batch=16)  # student steps only: the teacher is ready
     for key, value in learner.net.teacher.state_dict().items():
         assert torch.equal(value, trained[key]), key
     moved = learner.net.student.state_dict()

@@ -83,13 +83,13 @@ def mse(learner, batch):
     return float(((pred - batch["query_rating"]) ** 2 * mask).sum() / mask.sum())
 
 
-def test_learns_new_items_from_content(small_tasks):
+def check_learns_new_items(make, tasks) -> None:
     """Synthetic items' latent vectors follow from their genres and director, so after
     meta-training new items' ratings beat the user's support mean by a clear margin."""
-    learner = make(small_tasks)
-    untrained = make(small_tasks)
+    learner = make(tasks)
+    untrained = make(tasks)
     optimiser = torch.optim.Adam(learner.parameters(), lr=3e-3)
-    train = small_tasks.train
+    train = tasks.train
     for _ in range(8):
         learner.train()
         for index in torch.randperm(len(train)).split(16):
@@ -97,7 +97,11 @@ def test_learns_new_items_from_content(small_tasks):
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    batch = all_tasks(small_tasks.test["new_item"])
-    baseline = support_mean_error(small_tasks.test["new_item"], power=2)
+    batch = all_tasks(tasks.test["new_item"])
+    baseline = support_mean_error(tasks.test["new_item"], power=2)
     assert mse(learner, batch) < 0.85 * baseline
     assert mse(learner, batch) < 0.7 * mse(untrained, batch)
+
+
+def test_learns_new_items_from_content(small_tasks):
+    check_learns_new_items(make, small_tasks)

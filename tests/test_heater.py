@@ -10,7 +10,8 @@ import metarec.learners.heater  # noqa: F401  (registers the learner)
 from metarec.build import build_learner
 from metarec.config.load import load_config
 
-from .conftest import SMALL, support_mean_error
+from .conftest import SMALL
+from .test_dropoutnet import check_learns_new_items
 
 
 def make(tasks, *overrides):
@@ -90,29 +91,5 @@ def test_similarity_loss_is_the_mean_gap_over_seen_items(small_tasks):
     assert net.transform.gate.weight.grad.abs().sum() > 0
 
 
-def mse(learner, batch):
-    learner.eval()
-    with torch.no_grad():
-        pred = learner(batch)
-    mask = batch["query_mask"]
-    return float(((pred - batch["query_rating"]) ** 2 * mask).sum() / mask.sum())
-
-
 def test_learns_new_items_from_content(small_tasks):
-    """Synthetic items' latent vectors follow from their genres and director, so after
-    meta-training new items' ratings beat the user's support mean by a clear margin."""
-    learner = make(small_tasks)
-    untrained = make(small_tasks)
-    optimiser = torch.optim.Adam(learner.parameters(), lr=3e-3)
-    train = small_tasks.train
-    for _ in range(8):
-        learner.train()
-        for index in torch.randperm(len(train)).split(16):
-            loss = learner.training_loss(train[index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    batch = all_tasks(small_tasks.test["new_item"])
-    baseline = support_mean_error(small_tasks.test["new_item"], power=2)
-    assert mse(learner, batch) < 0.85 * baseline
-    assert mse(learner, batch) < 0.7 * mse(untrained, batch)
+    check_learns_new_items(make, small_tasks)

@@ -13,7 +13,7 @@ from metarec.config.load import load_config
 from metarec.learners.functional import masked_mse
 from metarec.learners.metaemb import two_phase_loss
 
-from .conftest import SMALL, fit
+from .conftest import SMALL, fit, scenario_mse
 
 
 def _learner(tasks, *overrides):
@@ -29,13 +29,6 @@ def _seen(tasks):
     seen = torch.zeros(len(tasks.dataset.items), dtype=torch.bool)
     seen[rated] = True
     return seen
-
-
-def _mse(learner, tasks, scenario):
-    batch = tasks.test[scenario][torch.arange(len(tasks.test[scenario]))]
-    with torch.no_grad():
-        pred = learner(batch)
-    return masked_mse(pred, batch["query_rating"], batch["query_mask"]).mean().item()
 
 
 def test_warm_items_read_their_id_embedding_new_items_the_generator(small_tasks):
@@ -114,6 +107,6 @@ def test_meta_training_predicts_new_items_better(small_tasks):
     copy's. (On this dataset the content reaches the base model directly, so the gain may be
     mostly the base model's: the generator's own share is not separated here.)"""
     learner = _learner(small_tasks, "learner.outer_lr=0.01").train()
-    untrained = _mse(copy.deepcopy(learner).eval(), small_tasks, "new_item")
+    untrained = scenario_mse(copy.deepcopy(learner).eval(), small_tasks, "new_item")
     fit(learner, small_tasks, epochs=4)
-    assert _mse(learner.eval(), small_tasks, "new_item") < 0.9 * untrained
+    assert scenario_mse(learner.eval(), small_tasks, "new_item") < 0.9 * untrained

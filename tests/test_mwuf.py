@@ -10,10 +10,9 @@ import torch
 
 from metarec.build import build_learner
 from metarec.config.load import load_config
-from metarec.learners.functional import masked_mse
 from metarec.learners.mwuf import item_users
 
-from .conftest import SMALL, fit
+from .conftest import SMALL, fit, scenario_mse
 
 
 def _learner(tasks, *overrides):
@@ -32,13 +31,6 @@ def _raters(tasks):
             for item in items.tolist():
                 raters.setdefault(item, set()).add(user)
     return raters
-
-
-def _mse(learner, tasks, scenario):
-    batch = tasks.test[scenario][torch.arange(len(tasks.test[scenario]))]
-    with torch.no_grad():
-        pred = learner(batch)
-    return masked_mse(pred, batch["query_rating"], batch["query_mask"]).mean().item()
 
 
 def _identity(net):
@@ -126,6 +118,6 @@ def test_meta_training_predicts_new_items_better(small_tasks):
     """Held-out new items' ratings: after a short meta-training, well below an untrained
     copy's (most of it may be the base model's: content reaches it directly)."""
     learner = _learner(small_tasks, "learner.outer_lr=0.01").train()
-    untrained = _mse(copy.deepcopy(learner).eval(), small_tasks, "new_item")
+    untrained = scenario_mse(copy.deepcopy(learner).eval(), small_tasks, "new_item")
     fit(learner, small_tasks, epochs=4)
-    assert _mse(learner.eval(), small_tasks, "new_item") < 0.9 * untrained
+    assert scenario_mse(learner.eval(), small_tasks, "new_item") < 0.9 * untrained
