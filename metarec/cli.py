@@ -1,7 +1,7 @@
 """Command line: ``metarec train CONFIG [key=value ...]``, ``metarec sweep SWEEP.yaml``,
-``metarec reproduce DATASET``, ``metarec results FOLDER``, ``metarec learners``,
-``metarec datasets``, ``metarec predict RUN`` and ``metarec data ...``; ``--plugin MODULE``
-before the command imports a researcher's learners and datasets.
+``metarec reproduce DATASET``, ``metarec leaderboard``, ``metarec results FOLDER``,
+``metarec learners``, ``metarec datasets``, ``metarec predict RUN`` and ``metarec data ...``;
+``--plugin MODULE`` before the command imports a researcher's learners and datasets.
 
 Imports stay inside the commands: ``metarec --help`` must not wait for torch and Lightning
 (``metarec.errors`` and the registry commands, which import nothing at module level, are
@@ -76,6 +76,30 @@ def _reproduce(args: argparse.Namespace) -> int:
               if r["status"] != "ok"}  # fmt: skip
     print(f"{len(failed)} failed runs; wall time {seconds / 60:.1f} min")
     return 1 if failed else 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from metarec.reproduce.leaderboard import leaderboard
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    roots = {}
+    for item in args.root:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--root expects NAME=PATH, got '{item}'")
+        roots[name] = path
+    text, seconds = leaderboard(
+        args.datasets.split(",") if args.datasets else None,
+        roots,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        out=args.out,
+        overrides=args.set,
+        methods=args.methods.split(",") if args.methods else None,
+    )
+    print(text)
+    print(f"wall time {seconds / 60:.1f} min")
+    return 0
 
 
 def _results(args: argparse.Namespace) -> int:
@@ -192,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help="default results/<experiments folder>")
     rep.add_argument("--set", action="append", default=[], help="key=value for every run")
     rep.set_defaults(func=_reproduce)
+    board = commands.add_parser(
+        "leaderboard", help="every dataset x every method on identical tasks, ranked (resumable)"
+    )
+    board.add_argument("--datasets", help="comma-separated (default: every experiments folder)")
+    board.add_argument("--methods", help="comma-separated experiment names (default: all)")
+    board.add_argument(
+        "--root", action="append", default=[], help="NAME=PATH: a dataset's data folder"
+    )
+    board.add_argument(
+        "--seeds", type=whole_number(1), default=3, help="seeds 0..N-1 per run (default 3)"
+    )
+    board.add_argument("--jobs", type=whole_number(1), default=2, help="worker processes")
+    board.add_argument("--out", type=Path, help="default results/leaderboard")
+    board.add_argument("--set", action="append", default=[], help="key=value for every run")
+    board.set_defaults(func=_leaderboard)
     res = commands.add_parser(
         "results", help="table, summary and plot of a reproduce folder; --readme fills README"
     )

@@ -23,6 +23,8 @@ from metarec.reproduce import spec
 from metarec.task_cache import TaskCache
 from tests.conftest import SMALL
 
+RATING, RANKING = ESTIMATED["rating"], ESTIMATED["ranking"]
+
 FAST = [*SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 HELDOUT = {"warms": ["heldout"]}  # one warm pass: the tests of running and resuming
 
@@ -82,7 +84,7 @@ def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(
     assert "| warm | ridge | join |" in table and "1 (1 failed)" in table
     assert "ridge (item.text=join): failed: RuntimeError: out of memory" in table
     # The summary's mean is that of the runs' own numbers, within its bootstrap interval.
-    summary = {(e["method"], e["text"], e["scenario"]): e for e in aggregate(rows)}
+    summary = {(e["method"], e["text"], e["scenario"]): e for e in aggregate(rows, RATING)}
     maes = [r["mae"] for r in rows if r["method"] == "ridge" and r["text"] == "none"
             and r.get("scenario") == "new_user"]  # fmt: skip
     entry = summary[("ridge", "none", "new_user")]
@@ -216,20 +218,23 @@ def test_every_warm_pass_and_data_seed_is_planned_and_scored(experiments, tmp_pa
     assert len(users) == 2 and users[0] != users[1]
 
 
-def _fake_runs(folder: Path, maes: dict[str, list[np.ndarray]], tasks=None) -> list[dict]:
-    """runs.json rows and per-task files of methods with the given per-task MAEs per seed."""
+def _fake_runs(
+    folder: Path, maes: dict[str, list[np.ndarray]], tasks=None, metrics=RATING
+) -> list[dict]:
+    """runs.json rows and per-task files of methods with the given per-task values of every
+    one of ``metrics`` per seed."""
     rows = []
     for method, seeds in maes.items():
         for seed, values in enumerate(seeds):
             run_dir = folder / f"{method}-{seed}"
             ids = tasks or [f"u{k}" for k in range(len(values))]
-            columns = {name: torch.tensor(values) for name in ESTIMATED}
+            columns = {name: torch.tensor(values) for name in metrics}
             write_per_task(run_dir / PER_TASK_FILE, {"new_user": columns},
                            {"new_user": ids})  # fmt: skip
             rows.append({"method": method, "text": "none", "seed": seed, "warm": "heldout",
                          "scenario": "new_user", "status": "ok", "seconds": 1.0,
                          "run_dir": str(run_dir), **{m: float(np.mean(values))
-                                                     for m in ESTIMATED}})  # fmt: skip
+                                                     for m in metrics}})  # fmt: skip
     return rows
 
 
@@ -239,23 +244,48 @@ def test_only_a_paired_significant_margin_is_marked_and_stated(tmp_path):
     maes = {"shrunk": base,
             "good": [tasks - 0.03 + rng.normal(0, 0.02, 600) for tasks in base],
             "noise": [tasks + rng.normal(0, 0.05, 600) for tasks in base]}  # fmt: skip
-    summary = aggregate(_fake_runs(tmp_path, maes))
+    summary = aggregate(_fake_runs(tmp_path, maes), RATING)
     entry = {e["method"]: e for e in summary}
     assert wins(entry["good"], "vs_reference") and wins(entry["good"], "vs_best_other")
     assert not wins(entry["noise"], "vs_reference") and entry["noise"]["vs_reference"]["p"] > 0.01
-    lines = table_lines(summary, {})
+    lines = table_lines(summary, {}, RATING)
     assert any("| good |" in line and "▲★" in line for line in lines)
     assert not any("| noise |" in line and ("▲" in line or "▼" in line) for line in lines)
     (finding,) = findings(summary, {})
     assert "best `good`" in finding and "a significant margin" in finding
-    assert "Significantly below the bias baseline `shrunk` (p < 0.01): `good`." in finding
+    assert "Significantly better than the bias baseline `shrunk` (p < 0.01): `good`." in finding
+
+
+def test_a_ranking_table_ranks_and_tests_its_primary_metric_higher_first(tmp_path):
+    # NDCG@10 is higher-is-better: a method 0.03 above the reference on every task wins (▲),
+    # one 0.03 below loses (▼), and the rows are ordered best (highest) first.
+    rng = np.random.default_rng(3)
+    base = [rng.uniform(0.1, 0.6, 500) for _ in range(3)]
+    values = {"mean": base,
+              "up": [tasks + 0.03 + rng.normal(0, 0.01, 500) for tasks in base],
+              "down": [tasks - 0.03 + rng.normal(0, 0.01, 500) for tasks in base]}  # fmt: skip
+    summary = aggregate(_fake_runs(tmp_path, values, metrics=RANKING), RANKING)
+    entry = {e["method"]: e for e in summary}
+    assert entry["up"]["vs_reference"]["diff"] == pytest.approx(0.03, abs=0.005)
+    assert wins(entry["up"], "vs_reference") and not wins(entry["down"], "vs_reference")
+    lines = [line for line in table_lines(summary, {}, RANKING) if "| new_user |" in line]
+    assert [line.split(" | ")[1] for line in lines] == ["up", "mean", "down"]
+    assert (
+        "▲★" in lines[0]
+        and "▼" in lines[2]
+        and "Δ nDCG@10 vs bias baseline" in "".join(table_lines(summary, {}, RANKING)[:1])
+    )
+    (finding,) = findings(summary, {})
+    assert "best `up` nDCG@10" in finding and "above the bias baseline `mean`" in finding
 
 
 def test_no_learner_below_the_baseline_is_said_plainly(tmp_path):
     rng = np.random.default_rng(1)
     base = [rng.uniform(0.3, 1.5, 300) for _ in range(2)]
     worse = [tasks + 0.02 + rng.normal(0, 0.01, 300) for tasks in base]
-    (finding,) = findings(aggregate(_fake_runs(tmp_path, {"shrunk": base, "maml": worse})), {})
+    (finding,) = findings(
+        aggregate(_fake_runs(tmp_path, {"shrunk": base, "maml": worse}), RATING), {}
+    )
     assert "No learner beats the bias baseline `shrunk` with p < 0.01" in finding
 
 
@@ -265,4 +295,4 @@ def test_runs_on_different_tasks_are_not_compared(tmp_path):
     rows += _fake_runs(tmp_path / "b", {"maml": [rng.uniform(0, 1, 5)]},
                        tasks=["x0", "x1", "x2", "x3", "x4"])  # fmt: skip
     with pytest.raises(DataError, match="different tasks for seed 0"):
-        aggregate(rows)
+        aggregate(rows, RATING)

@@ -35,7 +35,8 @@ class DataSource:
       settings, e.g. a ``csv`` field for ``data.csv.*``), checked when the config is loaded.
     - ``files``: what ``metarec data download|verify`` fetches and checks.
     - ``scoring``: how its tasks are scored (``rating``: MeLU's metrics; ``ranking``: the next
-      item among negatives; ``pooled``: one AUC over every task's one query).
+      item among negatives; ``pooled``: one AUC over every task's one query), and
+      ``extra_metrics``: per-task metrics it adds (``metarec.metrics.evaluate.EXTRA_METRICS``).
     - :meth:`tasks`: its own task sets; ``None`` (the default) runs MeLU's protocol over the
       states the loader filled (fixed by the data, or by a published split file).
     - ``paper``: the published rows beside which its tables stand; ``reproduce``: settings
@@ -48,9 +49,12 @@ class DataSource:
     on_disk: ClassVar[bool] = True
     files: ClassVar[Files | None] = None
     scoring: ClassVar[str] = "rating"
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
     # "<method> (paper)" -> scenario -> metric -> value (rating scoring), and their source.
     paper: ClassVar[dict[str, Any]] = {}
     paper_source: ClassVar[str] = ""
+    # Which of our rows the paper's stand beside, and what is not comparable (the table legend).
+    paper_note: ClassVar[str] = ""
     # The paper's own method's row: a reference line in plots, counted in the findings.
     paper_best: ClassVar[str] = ""
     # The project's goal for the warm-up protocol's MAE (stated, not promised).

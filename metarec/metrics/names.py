@@ -46,6 +46,16 @@ METRICS: dict[str, Metric] = {
         Metric("full_hr@10", "HR@10 (full)", lower_is_better=False),
         Metric("full_ndcg@10", "nDCG@10 (full)", lower_is_better=False),
         Metric("full_mrr", "MRR (full)", lower_is_better=False),
+        # A dataset's own (metarec.metrics.evaluate.EXTRA_METRICS): the nDCG@5 of MetaHIN's
+        # tables, standard and as MetaHIN's code computes it (metarec.metrics.metahin).
+        Metric("ndcg@5", "nDCG@5", lower_is_better=False),
+        Metric("ndcg@5_metahin", "nDCG@5 (MetaHIN's)", lower_is_better=False),
+        # TaNP's top-k metrics of the query ranking at 5, 7, 10 (metarec.metrics.topk; its
+        # nDCG@5 and @10 above): textbook precision, and precision and MAP as TaNP's code.
+        Metric("ndcg@7", "nDCG@7", lower_is_better=False),
+        *(Metric(f"precision@{k}", f"P@{k}", False) for k in (5, 7, 10)),
+        *(Metric(f"tanp_precision@{k}", f"P@{k} (TaNP's)", False) for k in (5, 7, 10)),
+        *(Metric(f"tanp_map@{k}", f"MAP@{k} (TaNP's)", False) for k in (5, 7, 10)),
     )
 }
 NAMES = tuple(METRICS)
@@ -58,10 +68,14 @@ RANKING = ("hr@10", "ndcg@10", "mrr", "full_hr@10", "full_ndcg@10", "full_mrr")
 # ranking and classification only).
 RUN_TABLE = ("mae", "mae_round", "rmse", "ndcg@1", "ndcg@3", "auc", "f1")
 LIKE_TABLE = ("auc", "precision", "recall", "f1", "ndcg@1", "ndcg@3")
-# `metarec reproduce`'s table: each estimated with a bootstrap interval from per-task values.
-ESTIMATED = ("mae", "mae_round", "ndcg@1", "ndcg@3")
-# One error and one ranking metric: the comparison tables' cells and the reproduction's plot.
-HEADLINE = ("mae", "ndcg@3")
+# `metarec reproduce`'s columns per scoring kind, each estimated with a bootstrap interval from
+# per-task values; the first is the primary metric (ranked, tested, plotted first).
+ESTIMATED = {
+    "rating": ("mae", "mae_round", "ndcg@1", "ndcg@3"),
+    "ranking": ("ndcg@10", "hr@10", "mrr"),
+}
+# The reproduction plot's two rows per scoring kind: the primary metric and a second one.
+HEADLINE = {"rating": ("mae", "ndcg@3"), "ranking": ("ndcg@10", "mrr")}
 
 
 def label(name: str) -> str:

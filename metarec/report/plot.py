@@ -12,14 +12,20 @@ from pathlib import Path
 
 from metarec.data.scenarios import ALL_SCENARIOS
 from metarec.io import atomic_write_bytes
-from metarec.metrics.names import HEADLINE, METRICS
+from metarec.metrics.names import METRICS
 
 
 def plot(
-    summary: list[dict], paper: dict, path: Path, title: str, paper_best: str = ""
+    summary: list[dict],
+    paper: dict,
+    path: Path,
+    title: str,
+    headline: tuple[str, ...],
+    paper_best: str = "",
 ) -> list[Path]:
-    """Write ``path`` (.png) and its .pdf twin; the two paths. The paper's own method's row
-    (``paper_best``) is a reference line beside the bias baseline's."""
+    """Write ``path`` (.png) and its .pdf twin, a row of panels per ``headline`` metric; the two
+    paths. The paper's own method's row (``paper_best``) is a reference line beside the bias
+    baseline's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,10 +35,10 @@ def plot(
 
     scenarios = [s for s in ALL_SCENARIOS if any(e["scenario"] == s for e in summary)]
     rows = len(max(([e for e in summary if e["scenario"] == s] for s in scenarios), key=len))
-    fig, axes = plt.subplots(len(HEADLINE), len(scenarios), sharex="row", squeeze=False,
+    fig, axes = plt.subplots(len(headline), len(scenarios), sharex="row", squeeze=False,
                              figsize=(3.4 * len(scenarios), 2 * (0.22 * rows + 1.2)))  # fmt: skip
     published = paper.get(paper_best, {})
-    for row, metric in enumerate(HEADLINE):
+    for row, metric in enumerate(headline):
         for col, scenario in enumerate(scenarios):
             axis = axes[row][col]
             entries = [e for e in summary

@@ -1,0 +1,137 @@
+"""The leaderboard: every dataset's reproduction summary in one page, methods ranked.
+
+Reads each dataset's ``summary.json`` (:func:`metarec.report.compare.aggregate`, or the pooled
+report's for TALLRec's samples) and writes, per dataset and scenario, the methods ranked best
+first by the dataset's primary metric (MAE for ratings, NDCG@10 for next-item ranking, pooled
+AUC for TALLRec), with their 95% intervals and paired tests against the bias baseline; then,
+per method, where it is significantly better or worse than that baseline and where it ranks
+first. Every number comes from the summaries; nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metarec.metrics.names import METRICS
+from metarec.report.cells import MISSING, cell
+from metarec.report.compare import ALPHA, SCENARIO_LABELS, label
+
+
+@dataclass(frozen=True)
+class Board:
+    """One dataset's ranked rows: (group, metric name, entries best first) per scenario or
+    grid point."""
+
+    dataset: str
+    groups: list[tuple[str, str, list[dict]]]
+
+
+def _metric_of(entry: dict) -> str:
+    return entry.get("primary", "auc" if "grid" in entry else "mae")
+
+
+def _groups(summary: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Entries grouped by scenario (rating and ranking reports) or grid point (pooled)."""
+    keys = ("grid",) if summary and "grid" in summary[0] else ("scenario",)
+    groups: dict[str, list[dict]] = {}
+    for entry in summary:
+        name = " ".join(f"{k} {entry[k]}" if k == "grid" else entry[k] for k in keys)
+        groups.setdefault(name, []).append(entry)
+    return list(groups.items())
+
+
+def board(dataset: str, summary: list[dict]) -> Board:
+    """The dataset's entries with a result, ranked best first in each group."""
+    ranked = []
+    for name, entries in _groups(summary):
+        scored = [e for e in entries if e.get(_metric_of(e)) is not None]
+        if not scored:
+            continue
+        metric = _metric_of(scored[0])
+        sign = 1 if METRICS[metric].lower_is_better else -1
+        ranked.append((name, metric, sorted(scored, key=lambda e: sign * e[metric])))
+    return Board(dataset, ranked)
+
+
+def _verdict(entry: dict, metric: str) -> str:
+    """▲ / ▼: significantly (p < ALPHA) better / worse than the bias baseline; the baseline is
+    ``ref``; ``–`` otherwise."""
+    test = entry.get("vs_reference")
+    if not test:
+        return "ref" if entry.get("reference") in (None, label(entry["method"], entry["text"]),
+                                                   entry["method"]) else MISSING  # fmt: skip
+    better = test["diff"] * (-1 if METRICS[metric].lower_is_better else 1) > 0
+    if test["p"] >= ALPHA:
+        return MISSING
+    return "▲" if better else "▼"
+
+
+def _interval(entry: dict, metric: str) -> str:
+    low, high = entry.get(f"{metric}_low"), entry.get(f"{metric}_high")
+    bounds = f" [{cell(low)}, {cell(high)}]" if low is not None else ""
+    return f"{cell(entry[metric])}{bounds}"
+
+
+def _test(entry: dict) -> str:
+    test = entry.get("vs_reference")
+    if not test:
+        return MISSING
+    p = "<.0005" if test["p"] < 0.0005 else cell(test["p"]).lstrip("0")
+    return f"{cell(test['diff'], signed=True)} (p {p})"
+
+
+def board_lines(found: Board) -> list[str]:
+    """A section per dataset: per group, the ranked methods."""
+    lines = [f"## {found.dataset}", ""]
+    for name, metric, entries in found.groups:
+        what = METRICS[metric]
+        heading = SCENARIO_LABELS.get(name, name)
+        lines += [f"**{heading}** ({what.label}, {what.better})", "",
+                  f"| rank | method | {what.label} [95% interval] | Δ vs bias baseline | "
+                  "vs bias baseline | seeds | seconds per run |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for rank, entry in enumerate(entries, 1):
+            seconds = entry.get("seconds")
+            lines.append(
+                f"| {rank} | {label(entry['method'], entry['text'])} | {_interval(entry, metric)} "
+                f"| {_test(entry)} | {_verdict(entry, metric)} | {entry.get('seeds', MISSING)} | "
+                f"{MISSING if seconds is None else f'{seconds:.0f}'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def wins_lines(boards: list[Board]) -> list[str]:
+    """Per method: where it is significantly better (▲) or worse (▼) than the bias baseline,
+    and where it ranks first."""
+    record: dict[str, dict[str, list[str]]] = {}
+    for found in boards:
+        for name, metric, entries in found.groups:
+            where = f"{found.dataset} {name}"
+            for rank, entry in enumerate(entries, 1):
+                mine = record.setdefault(label(entry["method"], entry["text"]),
+                                         {"first": [], "▲": [], "▼": []})  # fmt: skip
+                verdict = _verdict(entry, metric)
+                if verdict in ("▲", "▼"):
+                    mine[verdict].append(where)
+                if rank == 1:
+                    mine["first"].append(where)
+    lines = ["## Where each method wins", "",
+             "| method | ranks first | significantly better than the bias baseline (▲) | "
+             "significantly worse (▼) |", "|---|---|---|---|"]  # fmt: skip
+    for method in sorted(record, key=lambda m: (-len(record[m]["▲"]), len(record[m]["▼"]), m)):
+        mine = record[method]
+        cells = [", ".join(mine[key]) or MISSING for key in ("first", "▲", "▼")]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+LEGEND = (
+    "Each dataset's rows come from its reproduction's `summary.json` (identical tasks for "
+    "every method within a seed; the seeds also draw the data split). Ranked best first by "
+    "the dataset's primary metric; the interval is the two-level bootstrap (tasks within "
+    "seeds, and seeds). Δ: the paired mean per-task difference against the bias baseline "
+    "(`shrunk`, else `mean`: the item mean or popularity; TALLRec: the best no-training row), "
+    f"with its paired bootstrap p-value; ▲ / ▼: significantly (p < {ALPHA}) better / worse "
+    "than it; `ref`: the baseline itself; –: no significant difference."
+)

@@ -1,0 +1,99 @@
+"""``metarec leaderboard``: every dataset x every method on identical tasks, one ranked page.
+
+For each dataset with an experiments folder (``experiments/<dataset>/``) whose data are found,
+:func:`metarec.reproduce.reproduce` runs (or resumes: finished runs are kept by their config
+hash) every experiment file with held-out warm users and varied data seeds into
+``<out>/<dataset>/``; then ``<out>/leaderboard.md`` ranks the methods per dataset and scenario
+(:mod:`metarec.report.leaderboard`) and says the wall time. A dataset whose data are missing is
+listed as not run, with the path looked at; it is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from metarec.io import atomic_write_json, atomic_write_text, writable_folder
+from metarec.paths import experiments_root
+from metarec.report.leaderboard import LEGEND, board, board_lines, wins_lines
+
+
+def _data_root(dataset: str, roots: dict[str, str]) -> tuple[Path | None, bool]:
+    """Where ``dataset``'s data are (``--root NAME=PATH``, else its experiments' ``data.root``
+    or the download folder, :func:`metarec.catalog.data_root`; None for data made in memory),
+    and whether that folder holds any file."""
+    from metarec.catalog import DATASETS, data_root
+    from metarec.config.load import experiment_files, load_config
+    from metarec.reproduce.spec import experiments_folder
+
+    cfg = load_config(experiment_files(experiments_folder(dataset))[0]).data
+    if not DATASETS.get(cfg.name).on_disk:
+        return None, True
+    root = Path(roots[dataset]) if dataset in roots else data_root(cfg)
+    return root, root.is_dir() and any(root.iterdir())
+
+
+def _has_experiment(dataset: str, method: str) -> bool:
+    from metarec.reproduce.spec import experiments_folder
+
+    return (experiments_folder(dataset) / f"{method}.yaml").is_file()
+
+
+def datasets_found(names: list[str] | None) -> list[str]:
+    """The datasets asked for, else every experiments folder's (``melu-ml1m`` for
+    ``experiments/melu_ml1m``), in name order."""
+    if names:
+        return names
+    root = experiments_root()
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "sweeps")
+    return [name.replace("_", "-") for name in folders]
+
+
+def leaderboard(
+    names: list[str] | None = None,
+    roots: dict[str, str] | None = None,
+    seeds: int = 3,
+    jobs: int = 1,
+    out: Path | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    methods: list[str] | None = None,
+) -> tuple[str, float]:
+    """Run every dataset's table (resumable; ``methods``: only those experiment files) and
+    write ``leaderboard.md``; its text and the wall time in seconds."""
+    from metarec.reproduce import reproduce
+
+    start = time.perf_counter()
+    out = writable_folder(Path(out or Path("results") / "leaderboard"), "output folder")
+    roots = roots or {}
+    boards, missing = [], []
+    for name in datasets_found(names):
+        root, found = _data_root(name, roots)
+        if not found:
+            missing.append(f"- {name}: no data at {root} (`--root {name}=PATH`)")
+            continue
+        extra = [f"data.root={root}"] if root is not None else []
+        here = methods and [m for m in methods if _has_experiment(name, m)]
+        if methods and not here:
+            continue
+        reproduce(name, seeds=seeds, methods=here or None, overrides=[*extra, *(overrides or [])],
+                  out=out / name.replace("-", "_"), jobs=jobs, progress=progress,
+                  warms=["heldout"], data_seeds=True)  # fmt: skip
+        summary = json.loads((out / name.replace("-", "_") / "summary.json").read_text())
+        boards.append(board(name, summary))
+    seconds = time.perf_counter() - start
+    lines = ["# Leaderboard", "", LEGEND, "",
+             f"Wall time of this command: {seconds / 60:.1f} min ({jobs} worker processes, "
+             f"{seeds} seeds; finished runs of an earlier call are reused). Command: "
+             f"`metarec leaderboard --seeds {seeds} --jobs {jobs}`.", ""]  # fmt: skip
+    if missing:
+        lines += ["Not run (data not found):", "", *missing, ""]
+    for found in boards:
+        lines += board_lines(found)
+    lines += wins_lines(boards)
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out / "leaderboard.md", text)
+    atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "jobs": jobs,
+                                            "seeds": seeds})  # fmt: skip
+    return text, seconds

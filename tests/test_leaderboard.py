@@ -1,0 +1,55 @@
+"""The leaderboard: methods ranked per dataset and scenario in each metric's direction, the
+verdicts against the bias baseline from the paired tests, where each method wins, and a real
+(tiny) run over two datasets, one of them without data."""
+
+from __future__ import annotations
+
+from metarec.report.leaderboard import board, board_lines, wins_lines
+from metarec.reproduce.leaderboard import leaderboard
+
+
+def _entry(method, scenario, primary, value, diff=None, p=None, text="none"):
+    entry = {"method": method, "text": text, "scenario": scenario, "primary": primary,
+             primary: value, f"{primary}_low": value - 0.01, f"{primary}_high": value + 0.01,
+             "seeds": 3, "seconds": 12.0, "reference": "shrunk"}  # fmt: skip
+    if diff is not None:
+        entry["vs_reference"] = {"diff": diff, "p": p}
+    return entry
+
+
+def test_rows_are_ranked_in_the_metrics_direction_with_verdicts_from_the_tests():
+    rating = [_entry("shrunk", "new_item", "mae", 0.88),
+              _entry("clcrec", "new_item", "mae", 0.87, diff=-0.01, p=0.001, text="join"),
+              _entry("mwuf", "new_item", "mae", 0.93, diff=0.05, p=0.0001),
+              _entry("aldi", "new_item", "mae", 0.879, diff=-0.001, p=0.4)]  # fmt: skip
+    found = board("melu-ml1m", rating)
+    ((_, metric, entries),) = found.groups
+    assert metric == "mae"
+    assert [e["method"] for e in entries] == ["clcrec", "aldi", "shrunk", "mwuf"]
+    rows = [line for line in board_lines(found) if line.startswith("| ") and "rank" not in line]
+    verdicts = {row.split(" | ")[1]: row.split(" | ")[4] for row in rows}
+    assert verdicts == {"clcrec+join": "▲", "aldi": "–", "shrunk": "ref", "mwuf": "▼"}
+    # NDCG is higher-is-better: the highest ranks first, a positive difference is a win.
+    ranking = [_entry("mean", "new_item", "ndcg@10", 0.05),
+               _entry("clcrec", "new_item", "ndcg@10", 0.15, diff=0.10, p=0.0001)]  # fmt: skip
+    ranked = board("amazon-unisrec", ranking)
+    assert [e["method"] for e in ranked.groups[0][2]] == ["clcrec", "mean"]
+    wins = "\n".join(wins_lines([found, ranked]))
+    assert "| clcrec+join | melu-ml1m new_item | melu-ml1m new_item | – |" in wins
+    assert "| clcrec | amazon-unisrec new_item | amazon-unisrec new_item | – |" in wins
+    assert "| mwuf | – | – | melu-ml1m new_item |" in wins
+
+
+def test_a_tiny_leaderboard_runs_resumes_and_names_missing_data(tmp_path):
+    settings = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    roots = {"melu-ml1m": str(tmp_path / "nothing")}
+    text, _ = leaderboard(["synthetic", "melu-ml1m"], roots, seeds=2, out=tmp_path / "board",
+                          overrides=settings, progress=False, methods=["mean", "shrunk"])  # fmt: skip
+    assert f"- melu-ml1m: no data at {tmp_path / 'nothing'}" in text
+    assert "## synthetic" in text and "**new users** (MAE, lower is better)" in text
+    assert (tmp_path / "board" / "synthetic" / "runs.json").is_file()
+    # Resumed: the finished runs are reused and give the same page (but its wall time).
+    again, _ = leaderboard(["synthetic", "melu-ml1m"], roots, seeds=2, out=tmp_path / "board",
+                           overrides=settings, progress=False, methods=["mean", "shrunk"])  # fmt: skip
+    strip = [line for line in text.splitlines() if not line.startswith("Wall time")]
+    assert strip == [line for line in again.splitlines() if not line.startswith("Wall time")]
