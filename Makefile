@@ -4,11 +4,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,lora,text,sweep
+EXTRAS ?= dev,lora,text,sweep,docs
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test test-all lint clean learn2learn bench reproduce wheel-check
+.PHONY: install demo test test-all docs lint clean learn2learn bench reproduce wheel-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on any warning: a broken
+# link, a page missing from the nav, a result table a page includes that is not there.
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about MkDocs 2.0, printed on every build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The built wheel, outside the checkout: a fresh venv in a temporary folder gets torch first (as
 # `install` does, from the same wheel source), then the wheel and its dependencies; from that
@@ -69,11 +75,12 @@ bench: install learn2learn
 	nice $(PY) benchmarks/meta_training.py $(BENCH_ARGS) --out results/bench/meta_training.json
 	nice $(PY) benchmarks/serving.py $(BENCH_ARGS) --out results/bench/serving.json
 
-# MeLU's Table 2: every experiments/melu_ml1m/*.yaml x item text x 3 seeds, then the README block.
+# MeLU's Table 2: every experiments/melu_ml1m/*.yaml x item text x 3 seeds, then its table and
+# plot (results/melu_ml1m/table.md, plot.png), which docs/results/melu-ml1m.md includes.
 DATA ?= ../shared/data
 reproduce: install
 	$(VENV)/bin/metarec reproduce melu-ml1m --root $(DATA)/melu-ml1m
-	$(VENV)/bin/metarec results results/melu_ml1m --readme README.md
+	$(VENV)/bin/metarec results results/melu_ml1m
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

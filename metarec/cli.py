@@ -103,7 +103,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from metarec.report.reproduction import update_readme, write_report
+    from metarec.report.reproduction import write_report
     from metarec.reproduce import load_rows
 
     folder = Path(args.folder)
@@ -112,9 +112,6 @@ def _results(args: argparse.Namespace) -> int:
         raise ConfigError(f"{folder / 'runs.json'} is missing or empty: run metarec reproduce")
     dataset = args.dataset or folder.name.replace("_", "-")
     print(write_report(folder, rows, dataset, f"{dataset}: {folder}"), end="")
-    if args.readme:
-        update_readme(Path(args.readme), folder, dataset)
-        print(f"updated {args.readme}")
     return 0
 
 
@@ -231,12 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, help="default results/leaderboard")
     board.add_argument("--set", action="append", default=[], help="key=value for every run")
     board.set_defaults(func=_leaderboard)
-    res = commands.add_parser(
-        "results", help="table, summary and plot of a reproduce folder; --readme fills README"
-    )
+    res = commands.add_parser("results", help="table, summary and plot of a reproduce folder")
     res.add_argument("folder", help="e.g. results/melu_ml1m")
     res.add_argument("--dataset", help="paper rows to show (default: from the folder name)")
-    res.add_argument("--readme", help="README whose results block for this folder to refill")
     res.set_defaults(func=_results)
     learners = commands.add_parser("learners", help="list learners, or one learner's settings")
     learners.add_argument("name", nargs="?", help="a learner name: show its settings")

@@ -369,15 +369,16 @@ def test_an_installed_out_of_tree_learner_trains_from_the_cli(tmp_path):
     assert check.returncode == 0, check.stdout[-3000:]  # 5 if no test had selected it
 
 
-def readme_dataset_example() -> str:
-    """The complete dataset module of the README's "Adding a dataset"."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("### Adding a dataset", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+DATASET_HOWTO = Path(__file__).parents[1] / "docs" / "data" / "adding-a-dataset.md"
 
 
-def test_the_readme_dataset_example_is_complete_and_loads(tmp_path):
-    code = readme_dataset_example()
+def docs_dataset_example() -> str:
+    """The complete dataset module of the docs' "Adding a dataset" page."""
+    return DATASET_HOWTO.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_docs_dataset_example_is_complete_and_loads(tmp_path):
+    code = docs_dataset_example()
     assert len(code.strip().splitlines()) < 60
     rng = np.random.default_rng(0)
     lines = [
@@ -387,7 +388,7 @@ def test_the_readme_dataset_example_is_complete_and_loads(tmp_path):
     ]
     (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, str(DATASET_HOWTO), "exec"), namespace)
     try:
         cfg = load_config(None, ["data.name=ml100k-ratings", f"data.root={tmp_path}"])
         dataset = load_dataset(cfg.data)

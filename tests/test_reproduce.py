@@ -18,7 +18,6 @@ from metarec.errors import ConfigError, DataError
 from metarec.metrics.names import ESTIMATED
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
 from metarec.report.compare import aggregate, findings, table_lines, wins
-from metarec.report.reproduction import README_END, README_START
 from metarec.reproduce import spec
 from metarec.task_cache import TaskCache
 from tests.conftest import SMALL
@@ -145,22 +144,16 @@ def test_two_worker_processes_give_the_same_numbers_as_one(experiments, tmp_path
     assert [r["mae"] for r in one] == [r["mae"] for r in two]
 
 
-def test_results_command_refills_the_readme_block(experiments, tmp_path, capsys):
+def test_results_command_rewrites_the_table_from_the_rows(experiments, tmp_path, capsys):
     out = tmp_path / "results" / "synthetic"
     rep.reproduce(
         "synthetic", seeds=1, methods=["mean"], overrides=FAST, out=out, progress=False, **HELDOUT
     )
-    readme = tmp_path / "README.md"
-    start = README_START.format(name="synthetic", folder=out)
-    readme.write_text(f"# Title\n\n{start}\nold table\n{README_END.format(name='synthetic')}\n"
-                      "## After\n")  # fmt: skip
-    assert main(["results", str(out), "--readme", str(readme)]) == 0
-    text = readme.read_text()
-    assert "old table" not in text and text.endswith("## After\n")
-    assert "| warm | mean | none |" in text and "Wall time:" in text
-    readme.write_text("# no markers\n")
-    assert main(["results", str(out), "--readme", str(readme)]) == 2
-    assert "has no block" in capsys.readouterr().err
+    (out / "table.md").write_text("stale\n")
+    assert main(["results", str(out), "--dataset", "synthetic"]) == 0
+    assert "| warm | mean | none |" in (out / "table.md").read_text()
+    assert main(["results", str(tmp_path / "nothing")]) == 2
+    assert "runs.json is missing or empty" in capsys.readouterr().err
 
 
 def test_cached_tasks_give_the_same_numbers_as_fresh_ones(tmp_path):

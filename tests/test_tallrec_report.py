@@ -202,26 +202,3 @@ def test_the_pooled_report_reads_scores_and_labels_and_labels_extra_data(tmp_pat
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     # write_report sends pooled rows here; it is the same table.
     assert write_report(tmp_path, rows, "tallrec-ml100k", "fake") == table
-
-
-def test_the_readme_block_is_inserted_after_the_last_results_block_then_refilled(tmp_path):
-    from metarec.report.reproduction import README_END, README_START, update_readme
-
-    folder = tmp_path / "tallrec_ml100k"
-    folder.mkdir()
-    (folder / "table.md").write_text("# title\n\nthe table\n")
-    (folder / "timing.json").write_text(json.dumps({"seconds": 60, "runs": 3, "jobs": 1}))
-    melu = "<!-- results:melu_ml1m start (x) -->\nmelu\n<!-- results:melu_ml1m end -->\n"
-    readme = tmp_path / "README.md"
-    readme.write_text(f"## Results\n\n{melu}\nafter melu\n\n### Speed\n\nspeed\n")
-    update_readme(readme, folder, "tallrec-ml100k")
-    text = readme.read_text()
-    start = README_START.format(name=folder.name, folder=folder)
-    end = README_END.format(name=folder.name)
-    assert text.index("after melu") < text.index(start) < text.index(end) < text.index("### Speed")
-    assert "the table" in text and "TALLRec's few-shot table" in text and melu in text
-    (folder / "table.md").write_text("# title\n\nnew table\n")
-    update_readme(readme, folder, "tallrec-ml100k")
-    refilled = readme.read_text()
-    assert refilled.count(start) == 1 and "new table" in refilled and "the table" not in refilled
-    assert refilled.replace("new table", "the table") == text

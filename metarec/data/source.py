@@ -65,8 +65,6 @@ class DataSource:
     # The test scenarios its own ``tasks`` can make (None: MeLU's protocol's).
     scenarios: ClassVar[tuple[str, ...] | None] = None
     warm_passes: ClassVar[tuple[str, ...] | None] = None
-    # The README block's heading and commands, for `metarec results --readme`.
-    readme_intro: ClassVar[str] = ""
 
     @classmethod
     def load(cls, cfg: DataConfig, root: Path) -> RecDataset:

@@ -264,24 +264,6 @@ class TallrecML100K(DataSource):
     grid = {AXIS: SAMPLE_SIZES}
     # One test set (scored as ``warm``), so one pass.
     warm_passes = ("heldout",)
-    readme_intro = (
-        "### TALLRec's few-shot table on MovieLens-100K: 16 / 64 / 256 samples, pooled AUC\n\n"
-        "TALLRec's benchmark (Bao et al., RecSys 2023; `data.name: tallrec-ml100k`, "
-        "`metarec/datasets/tallrec_ml100k.py`): like = rating > 3; a sample is a user's 10 most "
-        "recent ratings as likes plus a target item; the last 10,000 samples are cut 8:1:1; a run "
-        "trains on 16, 64 or 256 of the training part (each seed draws another set with "
-        "`--data-seeds`), validates on the whole validation part and is scored by the AUC of "
-        "all 1,000 test samples pooled. Every file in `experiments/tallrec_ml100k/` runs at the "
-        "three sizes (the dataset's `grid`); rows marked **extra** also "
-        "(meta-)train on the ~80,000 samples before the benchmark, which TALLRec's rows do "
-        "not use. The block, findings included, is written by the second command:\n\n"
-        "```bash\n"
-        "HF_HUB_OFFLINE=1 .venv/bin/metarec reproduce tallrec-ml100k "
-        "--root ../shared/data/ml-100k --data-seeds --jobs 1\n"
-        ".venv/bin/metarec results results/tallrec_ml100k --readme README.md "
-        "--dataset tallrec-ml100k\n"
-        "```\n"
-    )
 
     @classmethod
     def load(cls, cfg: DataConfig, root: Path) -> RecDataset:

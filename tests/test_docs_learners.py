@@ -1,4 +1,4 @@
-"""The README's how-to ("Adding a learner"): its two learners, run as they are written, are
+"""The docs' how-to (docs/adding-a-learner.md): its two learners, run as they are written, are
 short, need few metarec names, and learn through the normal pipeline."""
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from metarec.registry import LEARNERS
 
 from .conftest import SMALL
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+HOWTO = Path(__file__).resolve().parents[1] / "docs" / "adding-a-learner.md"
 
 
 def howto_blocks() -> list[str]:
-    """The python blocks of the README's "Adding a learner" section, in order."""
-    section = README[README.index("## Adding a learner") :]
-    section = section[: section.index("\n## ", 1)]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    """The python blocks of the "Adding a learner" page, in order."""
+    return re.findall(r"```python\n(.*?)```", HOWTO.read_text(), flags=re.S)
 
 
 def metarec_names(code: str) -> set[str]:
@@ -48,7 +46,7 @@ def howto_learner(request):
     before = set(LEARNERS.names())
     sys.modules[module.__name__] = module  # dataclasses look their module up
     try:
-        exec(compile(code, f"README.md block {request.param}", "exec"), module.__dict__)
+        exec(compile(code, f"{HOWTO} block {request.param}", "exec"), module.__dict__)
         (name,) = set(LEARNERS.names()) - before
         yield LEARNERS.get(name)
         LEARNERS.unregister(name)
