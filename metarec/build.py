@@ -52,7 +52,13 @@ def build_learner(cfg: RunConfig, tasks: ColdStartTasks) -> MetaLearner:
     if cfg.learner.residual and cfg.task.target != "rating":
         raise ConfigError("key 'learner.residual': residuals need task.target=rating")
     net = learner_cls.build_network(tasks, cfg.model, cfg.learner)
-    scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items), cfg.task.full_ranking)
+    scoring = Scoring(
+        tasks.scoring_kind,
+        len(tasks.dataset.items),
+        cfg.task.full_ranking,
+        tasks.extra_metrics,
+        tasks.primary,
+    )
     residual = Residuals.of(tasks) if cfg.learner.residual else None
     context = LearnerContext(net, cfg.learner, cfg.task, tasks.rating_levels(), scoring, residual)
     learner = learner_cls(context)

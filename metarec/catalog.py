@@ -14,7 +14,15 @@ from pathlib import Path
 from metarec.baselines import finetune, mean, mf, textsim, widedeep  # noqa: F401  (registers)
 from metarec.config.schema import DataConfig
 from metarec.data.schema import RecDataset
-from metarec.datasets import amazon_unisrec, csv, melu_ml1m, synthetic, tallrec_ml100k  # noqa: F401
+from metarec.datasets import (  # noqa: F401  (registers)
+    amazon_unisrec,
+    csv,
+    melu_ml1m,
+    metahin,
+    synthetic,
+    tallrec_ml100k,
+    tanp_lastfm,
+)
 from metarec.errors import ConfigError
 from metarec.learners import (  # noqa: F401  (registers)
     aldi,

@@ -145,7 +145,9 @@ def bias_baseline(
     mean = LEARNERS.get("mean")
     settings = mean.Settings(name="mean", kind="bias")
     net = mean.build_network(tasks, ModelConfig(), settings)
-    scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items))  # sampled ranking only
+    # Sampled ranking only.
+    scoring = Scoring(tasks.scoring_kind, len(tasks.dataset.items), extra=tasks.extra_metrics,
+                      primary=tasks.primary)  # fmt: skip
     task = task if task is not None else TaskConfig()
     context = LearnerContext(net, settings, task, tasks.rating_levels(), scoring)
     return evaluate_all(mean(context), tasks.test)

@@ -420,3 +420,32 @@ def test_the_docs_dataset_example_is_complete_and_loads(tmp_path):
         }
     finally:
         DATASETS.unregister("ml100k-ratings")
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_a_datasets_table_columns_are_metrics_its_runs_report(name):
+    # A dataset's reproduction table (DataSource.table, else its kind's columns and extras)
+    # names only metrics its runs write, and its first column is the validation metric that
+    # picks the epoch kept, in that metric's direction.
+    from metarec.metrics.evaluate import Scoring
+    from metarec.metrics.names import METRICS
+
+    source = DATASETS.get(name)
+    if not source.table:
+        return
+    scoring = Scoring(source.scoring, extra=source.extra_metrics, primary=source.table[0])
+    reported = set(scoring.names("like", True)) | set(scoring.names("rating", True))
+    assert set(source.table) <= reported, set(source.table) - reported
+    assert scoring.monitor == source.table[0]
+    expected = "min" if METRICS[source.table[0]].lower_is_better else "max"
+    assert scoring.mode == expected
+
+
+def test_the_primary_metric_sets_what_picks_the_epoch_and_its_direction():
+    from metarec.metrics.evaluate import Scoring
+
+    assert (Scoring("rating").monitor, Scoring("rating").mode) == ("mae", "min")
+    assert (Scoring("ranking").monitor, Scoring("ranking").mode) == ("ndcg@10", "max")
+    lastfm = DATASETS.get("tanp-lastfm")
+    scoring = Scoring(lastfm.scoring, extra=lastfm.extra_metrics, primary=lastfm.table[0])
+    assert (scoring.monitor, scoring.mode) == ("ndcg@10", "max")

@@ -43,13 +43,15 @@ def test_rows_are_ranked_in_the_metrics_direction_with_verdicts_from_the_tests()
 def test_a_tiny_leaderboard_runs_resumes_and_names_missing_data(tmp_path):
     settings = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     roots = {"melu-ml1m": str(tmp_path / "nothing")}
-    text, _ = leaderboard(["synthetic", "melu-ml1m"], roots, seeds=2, out=tmp_path / "board",
-                          overrides=settings, progress=False, methods=["mean", "shrunk"])  # fmt: skip
+    args = {"seeds": 2, "out": tmp_path / "board", "overrides": settings, "progress": False,
+            "methods": ["mean", "shrunk"]}  # fmt: skip
+    text, _ = leaderboard(["synthetic", "melu-ml1m"], roots, **args)
     assert f"- melu-ml1m: no data at {tmp_path / 'nothing'}" in text
     assert "## synthetic" in text and "**new users** (MAE, lower is better)" in text
     assert (tmp_path / "board" / "synthetic" / "runs.json").is_file()
     # Resumed: the finished runs are reused and give the same page (but its wall time).
-    again, _ = leaderboard(["synthetic", "melu-ml1m"], roots, seeds=2, out=tmp_path / "board",
-                           overrides=settings, progress=False, methods=["mean", "shrunk"])  # fmt: skip
+    runs = sorted((tmp_path / "board" / "synthetic" / "runs").iterdir())
+    again, _ = leaderboard(["synthetic", "melu-ml1m"], roots, **args)
+    assert sorted((tmp_path / "board" / "synthetic" / "runs").iterdir()) == runs  # none re-run
     strip = [line for line in text.splitlines() if not line.startswith("Wall time")]
     assert strip == [line for line in again.splitlines() if not line.startswith("Wall time")]

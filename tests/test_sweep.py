@@ -183,8 +183,13 @@ def test_the_metric_names_are_those_the_metric_functions_return():
                                 torch.tensor([[0]]), mask[:, :1], n_items=3)  # fmt: skip
     assert set(RANKING) == {*ranking, *full}
     returned |= set(RANKING)
+    # The metrics a dataset adds (DataSource.extra_metrics), each a (T,) column.
+    from metarec.metrics.evaluate import EXTRA_METRICS
+
+    labels = (preds > 3).double()
+    returned |= {name for name, f in EXTRA_METRICS.items() if f(preds, labels, mask).shape == (1,)}
     assert set(NAMES) == returned == set(METRICS)
-    for picked in (RUN_TABLE, LIKE_TABLE, ESTIMATED, HEADLINE):
+    for picked in (RUN_TABLE, LIKE_TABLE, *ESTIMATED.values(), *HEADLINE.values()):
         assert set(picked) <= set(NAMES)
     assert METRICS["mae"].better == "lower is better" and not METRICS["ndcg@3"].lower_is_better
 

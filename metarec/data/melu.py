@@ -227,6 +227,17 @@ def _load_users(path: Path, vocab: dict[str, tuple[set[str], str]]) -> FeatureTa
 # ---------------------------------------------------------------------------------------------
 
 
+def melu_tables(
+    root: Path, users_path: Path, items_path: Path
+) -> tuple[FeatureTable, FeatureTable, dict[str, str], dict[str, dict[str, str]]]:
+    """MeLU's users and items (features, rendered text, raw text fields) from ``users.dat``
+    and ``movies_extrainfos.dat``, every value checked against the vocabularies in ``root``
+    (see :func:`load_melu`)."""
+    vocab = _vocabularies(root)
+    items, item_text, item_fields = _load_items(items_path, vocab)
+    return _load_users(users_path, vocab), items, item_text, item_fields
+
+
 # Every file of the format, as MeLU publishes them.
 MELU_FILES = (
     *(f"{state}{suffix}.json" for state in STATES for suffix in ("", "_y")),
@@ -258,9 +269,7 @@ def load_melu(root: str | Path, name: str, hint: str) -> RecDataset:
     """
     root = Path(root)
     paths = require_files(root, MELU_FILES, "MeLU", hint)
-    vocab = _vocabularies(root)
-    items, item_text, item_fields = _load_items(paths[ITEMS_FILE], vocab)
-    users = _load_users(paths[USERS_FILE], vocab)
+    users, items, item_text, item_fields = melu_tables(root, paths[USERS_FILE], paths[ITEMS_FILE])
     rows = []
     for state in STATES:
         rows += state_rows(state, paths[f"{state}.json"], paths[f"{state}_y.json"], users, items)

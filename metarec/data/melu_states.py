@@ -1,6 +1,7 @@
 """MeLU's rating states: ``{state}.json`` (``{user_id: [movie_id, ...]}``) and ``{state}_y.json``
 (``{user_id: [rating, ...]}`` in the same order), read into placed ratings
-(:mod:`metarec.data.split`), each problem a :class:`DataError` naming the file and user."""
+(:mod:`metarec.data.split`), each problem a :class:`DataError` naming the file and user. MetaHIN's
+states (:mod:`metarec.data.metahin`) share the format and its readers."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ RATING_RANGE = (1.0, 5.0)
 MELU_MERGED_MOVIES: dict[str, str] = {"811": "860", "1741": "1795"}
 
 
-def _read_json_lists(path: Path) -> dict[str, list]:
+def read_json_lists(path: Path) -> dict[str, list]:
     """A ``{user_id: [...]}`` JSON file, checked to be a dict of lists, each user once."""
     text = read_text(path)
 
@@ -59,7 +60,7 @@ def _read_json_lists(path: Path) -> dict[str, list]:
     return data
 
 
-def _check_same_users(x_path: Path, y_path: Path, x: dict, y: dict) -> None:
+def check_same_users(x_path: Path, y_path: Path, x: dict, y: dict) -> None:
     """Both files of a state must list the same users."""
     for here, there, present, absent in ((x, y, x_path, y_path), (y, x, y_path, x_path)):
         extra = next((user for user in here if user not in there), None)
@@ -90,7 +91,7 @@ def _repeats(values: list[str]) -> dict[str, int]:
     return {movie: count for movie, count in counts.items() if count > 1}
 
 
-def _to_ratings(path: Path, user: str, values: list) -> np.ndarray:
+def to_ratings(path: Path, user: str, values: list) -> np.ndarray:
     """Ratings as float32, each a real number within :data:`RATING_RANGE`."""
     low, high = RATING_RANGE
     # Exact types: bool is an int subclass, and numpy would happily parse numeric strings.
@@ -115,8 +116,8 @@ def state_rows(
     state: str, x_path: Path, y_path: Path, users: FeatureTable, items: FeatureTable
 ) -> list[Placed]:
     """One state's ratings, users in the key order of the ``{state}.json`` file."""
-    x, y = _read_json_lists(x_path), _read_json_lists(y_path)
-    _check_same_users(x_path, y_path, x, y)
+    x, y = read_json_lists(x_path), read_json_lists(y_path)
+    check_same_users(x_path, y_path, x, y)
     rows = []
     for user, movies in x.items():
         if user not in users.row_of:
@@ -128,7 +129,7 @@ def state_rows(
                 f"{len(movies)} movies but {len(ratings)} ratings"
             )
         _check_movies(x_path, user, movies, items.row_of)
-        ratings = _to_ratings(y_path, user, ratings)
+        ratings = to_ratings(y_path, user, ratings)
         rows.append(Placed(state, user, movies, ratings, None, x_path.name))
     return rows
 

@@ -66,6 +66,8 @@ class ColdStartTasks:
         source = dataset.source
         # How the tasks are scored (metarec.metrics.evaluate.Scoring's kinds): the dataset says.
         self.scoring_kind = source.scoring if source is not None else "rating"
+        self.extra_metrics = source.extra_metrics if source is not None else ()
+        self.primary = source.table[0] if source is not None and source.table else ""
         if task.target == "like" and not dataset.binary:  # implicit data are likes already
             dataset = _as_likes(dataset, task.like_threshold)
         own = source.tasks(dataset, cfg, task) if source is not None else None

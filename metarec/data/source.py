@@ -50,6 +50,10 @@ class DataSource:
     files: ClassVar[Files | None] = None
     scoring: ClassVar[str] = "rating"
     extra_metrics: ClassVar[tuple[str, ...]] = ()
+    # The reproduction table's columns, the first its primary metric (ranked and tested, and
+    # the validation metric that picks the epoch kept); () for the scoring kind's
+    # (metarec.metrics.names.ESTIMATED) and the extra metrics.
+    table: ClassVar[tuple[str, ...]] = ()
     # "<method> (paper)" -> scenario -> metric -> value (rating scoring), and their source.
     paper: ClassVar[dict[str, Any]] = {}
     paper_source: ClassVar[str] = ""

@@ -10,12 +10,21 @@ import torch
 from torch import Tensor
 
 from metarec.metrics.binary import binary_task_metrics
+from metarec.metrics.metahin import METAHIN_METRICS
+from metarec.metrics.names import METRICS
 from metarec.metrics.pooled import pooled_auc
 from metarec.metrics.ranking import ranking_metrics
 from metarec.metrics.rating import summarize, task_metrics
+from metarec.metrics.topk import TOPK_METRICS
 
 # Per-task columns of pooled scoring: each task's one prediction and its 0/1 label.
 POOLED_COLUMNS = ("score", "label")
+# Per-task metrics a dataset adds to its scoring's (``DataSource.extra_metrics``), by name:
+# ``f(pred, target, mask) -> (T,)``. Both define ndcg@5, the same standard nDCG.
+EXTRA_METRICS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    **TOPK_METRICS,
+    **METAHIN_METRICS,
+}
 
 
 @dataclass(frozen=True)
@@ -27,40 +36,47 @@ class Scoring:
     its negatives, HR@10, NDCG@10, MRR); ``pooled`` (one query per task, as TALLRec's samples:
     AUC over every task's prediction at once, :mod:`metarec.metrics.pooled`).
     ``full_ranking`` (``task.full_ranking``, ranking only) also ranks each test target
-    against all ``n_items`` items. The checkpoint kept is the epoch best on ``monitor``.
+    against all ``n_items`` items. ``extra`` names the dataset's own further metrics
+    (:data:`EXTRA_METRICS`). The checkpoint kept is the epoch best on ``monitor``.
     """
 
     kind: str = "rating"
     n_items: int = 0
     full_ranking: bool = False
+    extra: tuple[str, ...] = ()
+    primary: str = ""  # the dataset's own validation metric (``DataSource.table``'s first)
 
     KINDS = ("rating", "ranking", "pooled")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"scoring kind {self.kind!r} is not one of {', '.join(self.KINDS)}")
+        unknown = [name for name in self.extra if name not in EXTRA_METRICS]
+        if unknown:
+            raise ValueError(f"extra metrics {unknown} are not among {', '.join(EXTRA_METRICS)}")
 
     @property
     def monitor(self) -> str:
-        """The validation metric that picks the epoch kept: MAE, NDCG@10 or pooled AUC."""
-        return {"rating": "mae", "ranking": "ndcg@10", "pooled": "auc"}[self.kind]
+        """The validation metric that picks the epoch kept: the dataset's ``primary``, else
+        MAE, NDCG@10 or pooled AUC by kind."""
+        return self.primary or {"rating": "mae", "ranking": "ndcg@10", "pooled": "auc"}[self.kind]
 
     def names(self, target: str, test: bool) -> tuple[str, ...]:
         """The metrics a scenario's summary holds under this scoring, for ``task.target``
         (``mae_round`` only with ratings; where the scale is not discrete it is missing)."""
         rating = ("mae", *(("mae_round",) if target == "rating" else ()), "rmse")
         if self.kind == "pooled":
-            return (*rating, "auc")
+            return (*rating, "auc", *self.extra)
         names = (*rating, "ndcg@1", "ndcg@3", "auc", "precision", "recall", "f1")
         if self.kind == "ranking":
             full = ("full_hr@10", "full_ndcg@10", "full_mrr") if self.full_ranking and test else ()
             names += ("hr@10", "ndcg@10", "mrr", *full)
-        return names
+        return (*names, *self.extra)
 
     @property
     def mode(self) -> str:
         """``min`` when lower ``monitor`` is better, else ``max``."""
-        return "min" if self.kind == "rating" else "max"
+        return "min" if METRICS[self.monitor].lower_is_better else "max"
 
 
 def batch_metrics(
@@ -75,7 +91,7 @@ def batch_metrics(
 ) -> dict[str, Tensor]:
     """Every per-task metric (``(T,)`` each) of predictions ``pred`` of ``target`` (T, Q)
     where ``mask`` is true: the rating metrics (``mae_round`` with the rating ``levels``),
-    then AUC, precision, recall and F1 of likes.
+    then AUC, precision, recall and F1 of likes, then the scoring's ``extra`` metrics.
 
     With ``likes`` the targets are 0/1 and the predictions like probabilities, a like
     predicted at 0.5 or more; else a like is a rating >= ``like_threshold``, predicted when
@@ -98,6 +114,8 @@ def batch_metrics(
         first = mask.to(torch.int64).argmax(1, keepdim=True)
         metrics["score"] = pred.gather(1, first).squeeze(1)
         metrics["label"] = labels.gather(1, first).squeeze(1)
+    for name in scoring.extra if scoring is not None else ():
+        metrics[name] = EXTRA_METRICS[name](pred, target, mask)
     return metrics
 
 

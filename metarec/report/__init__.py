@@ -15,14 +15,17 @@ BIAS_ROW = "bias baseline"
 
 def metric_names(cfg: RunConfig, metrics: dict | None = None) -> tuple[str, ...]:
     """The table's metric columns for the run's ``task.target`` and scoring: next-item tasks
-    show their ranking metrics (and full ranking's, when run), pooled ones their AUC."""
+    show their ranking metrics (and full ranking's, when run), pooled ones their AUC; then the
+    dataset's extra metrics."""
     reported = {name for summary in (metrics or {}).values() for name in summary}
-    scoring = DATASETS.get(cfg.data.name).scoring
-    if scoring == "ranking":
-        return (*(name for name in RANKING if name in reported), "auc")
-    if scoring == "pooled":  # one query per task
-        return ("auc", "mae")
-    return LIKE_TABLE if cfg.task.target == "like" else RUN_TABLE
+    source = DATASETS.get(cfg.data.name)
+    if source.scoring == "ranking":
+        names = (*(name for name in RANKING if name in reported), "auc")
+    elif source.scoring == "pooled":  # one query per task
+        names = ("auc", "mae")
+    else:
+        names = LIKE_TABLE if cfg.task.target == "like" else RUN_TABLE
+    return (*names, *source.extra_metrics)
 
 
 def table_rows(cfg: RunConfig, metrics: dict, baseline: dict | None = None) -> list[list[str]]:

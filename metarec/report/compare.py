@@ -31,6 +31,7 @@ SCENARIO_LABELS = {
     "warm": "warm, held-out users",
     "warm_seen": "warm, seen users (in-sample; MeLU's protocol)",
     "warm_warmup": "warm-up: seen users, unseen ratings (MetaHIN's protocol)",
+    "warm_up": "warm-up: the published held-out ratings (MetaHIN's split)",
     "new_user": "new users",
     "new_item": "new items",
     "new_user_item": "new users and items",

@@ -40,7 +40,7 @@ def write_report(out: Path, rows: list[dict], dataset: str, title: str) -> str:
     source = DATASETS.get(dataset)
     if source.scoring == "pooled":
         return write_pooled_report(out, rows, source.paper, title)
-    estimated = ESTIMATED[source.scoring]
+    estimated = source.table or (*ESTIMATED[source.scoring], *source.extra_metrics)
     summary = aggregate(rows, estimated)
     atomic_write_json(out / "summary.json", summary)
     flat = []
@@ -59,5 +59,6 @@ def write_report(out: Path, rows: list[dict], dataset: str, title: str) -> str:
              "Findings (generated from these results):", "", *notes]  # fmt: skip
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "table.md", table)
-    plot(summary, paper, out / "plot.png", title, HEADLINE[source.scoring], source.paper_best)
+    headline = source.table[:2] if source.table else HEADLINE[source.scoring]
+    plot(summary, paper, out / "plot.png", title, headline, source.paper_best)
     return table

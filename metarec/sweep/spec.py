@@ -56,7 +56,12 @@ def run_metrics(cfg) -> set[str]:
     from metarec.metrics.evaluate import Scoring, metric_key
 
     source = DATASETS.get(cfg.data.name)
-    scoring = Scoring(source.scoring, full_ranking=cfg.task.full_ranking)
+    scoring = Scoring(
+        source.scoring,
+        full_ranking=cfg.task.full_ranking,
+        extra=source.extra_metrics,
+        primary=source.table[0] if source.table else "",
+    )
     names = {metric_key("val", None, name) for name in scoring.names(cfg.task.target, False)}
     for scenario in planned_scenarios(source, cfg.task):
         names |= {
