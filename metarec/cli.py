@@ -4,8 +4,9 @@
 ``--plugin MODULE`` before the command imports a researcher's learners and datasets.
 
 Imports stay inside the commands: ``metarec --help`` must not wait for torch and Lightning
-(``metarec.errors`` and the registry commands, which import nothing at module level, are
-the module-level imports).
+(``metarec.errors``, the registry commands and the fast config check, none of which imports
+torch, are the module-level imports). ``train`` and ``sweep`` check their config from the
+schema cache first (:mod:`metarec.cli_fast`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from metarec.cli_fast import fast_check, train_arguments
 from metarec.cli_registry import data_command, datasets_command, learners_command
 from metarec.errors import ConfigError, DataError, OutputError, TrainingDiverged
 
@@ -27,10 +29,8 @@ def _train(args: argparse.Namespace) -> int:
     from metarec.config.load import load_config
     from metarec.pipeline import train
     from metarec.report import print_table
-    from metarec.sweep import split_config
 
-    plugins = [f"plugins=[{','.join(args.plugin)}]"] if args.plugin else []
-    cfg = load_config(*split_config(args.config, [*args.overrides, *plugins]))
+    cfg = load_config(*train_arguments(args))
     result = train(cfg)  # keeps Lightning's info lines and known harmless warnings quiet
     if rank_zero_only.rank == 0:  # the other processes of a multi-device run stay quiet
         print_table(cfg, result.metrics, result.baseline)
@@ -279,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     clear line, not a traceback."""
     args = build_parser().parse_args(argv)
     try:
+        fast_check(args)  # a config error told by the schema cache, before torch is imported
         if args.plugin:
-            from metarec.config.load import import_plugins
+            from metarec.config.registries import import_plugins
 
             import_plugins(args.plugin, "--plugin")
         return args.func(args)

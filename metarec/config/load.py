@@ -8,16 +8,18 @@ is not an experiment of its own (:func:`experiment_files` leaves it out). Its ``
 section may hold only the settings every learner has (:class:`LearnerConfig`).
 
 The ``data`` and ``learner`` sections are typed by the chosen dataset's and learner's own
-``Settings`` dataclasses (:mod:`metarec.catalog`: the built-in ones, installed plug-ins, and the
-modules named by ``plugins``, imported first). Checks that need the chosen learner's class (the
-task unit, item text, the meta-batch's share per process) run here too, so a bad combination
-stops before any data is read.
+``Settings`` dataclasses (:mod:`metarec.config.registries`: the catalog's built-in ones,
+installed plug-ins, and the modules named by ``plugins``, imported first; or the same settings
+rebuilt from the schema cache, :mod:`metarec.config.schema_cache`). Checks that need the chosen
+learner's class (the task unit, item text, the meta-batch's share per process) run here too,
+so a bad combination stops before any data is read; they and each setting's own checks (type,
+choices, domain) come before the checks across settings (the dataclasses' ``__post_init__``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import importlib
 import re
 from pathlib import Path
 
@@ -25,8 +27,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metarec.catalog import DATASETS, LEARNERS
 from metarec.config.domain import violation
+from metarec.config.registries import INSTALLED, Registries
 from metarec.config.schema import DEFAULT_DATASET, DEFAULT_LEARNER, RunConfig
 from metarec.errors import ConfigError
 from metarec.paths import experiments_root
@@ -147,17 +149,6 @@ def _as_list_override(config: DictConfig, override: str) -> str:
     return override
 
 
-def import_plugins(modules: list[str], source: str = "plugins") -> None:
-    """Import each module (a researcher's learners and datasets register on import)."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ConfigError(
-                f"{source}: plugin module '{module}' cannot be imported: {err}"
-            ) from err
-
-
 def _typed_section(
     config: DictConfig, key: str, registry: Registry, default: str, source: str
 ) -> DictConfig:
@@ -175,10 +166,34 @@ def _typed_section(
         raise ConfigError(f"{source}: {kind} '{name}': {_describe(err, f'{key}.')}") from err
 
 
-def _check_learner_fits(run: RunConfig, source: str) -> None:
+def _unchecked(node: DictConfig):
+    """``node`` as its dataclass with every field set but no ``__post_init__`` run, so that
+    each setting is checked on its own before the checks across settings."""
+    cls = OmegaConf.get_type(node)
+    run = object.__new__(cls)
+    for spec in dataclasses.fields(cls):
+        value = node[spec.name]
+        if OmegaConf.is_dict(value) and dataclasses.is_dataclass(OmegaConf.get_type(value)):
+            value = _unchecked(value)
+        elif OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        object.__setattr__(run, spec.name, value)
+    return run
+
+
+def _built(build, config: DictConfig, source: str):
+    """``build(config)``; a value that cannot be resolved, or a failed check, a ConfigError."""
+    try:
+        return build(config)
+    except (ValueError, OmegaConfBaseException) as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"{source}: {str(cause).splitlines()[0]}") from err
+
+
+def _check_learner_fits(run: RunConfig, learners: Registry, source: str) -> None:
     """The chosen learner can run this config: its task unit, its item text, and a meta-batch
     that every process gets an equal share of."""
-    name, learner_cls = run.learner.name, LEARNERS.get(run.learner.name)
+    name, learner_cls = run.learner.name, learners.get(run.learner.name)
     if run.task.unit not in learner_cls.units:
         raise ConfigError(
             f"{source}: key 'task.unit': learner '{name}' supports task.unit "
@@ -232,7 +247,11 @@ def run_name(run: RunConfig, path: Path | None, overrides: list[str] | tuple) ->
     return name
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> RunConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple = (),
+    catalog: Registries = INSTALLED,
+) -> RunConfig:
     """Defaults, then the YAML file at ``path`` (or the built-in experiment it names, see
     :func:`resolve_experiment`) over its folder's ``base.yaml`` if any, then ``key=value``
     overrides, type-checked.
@@ -240,6 +259,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     An unknown key or a value of the wrong type raises ``ConfigError`` naming the key and
     where it came from. The ``learner`` section is checked against the Settings dataclass of
     the learner it names, and the whole config against what that learner supports.
+    ``catalog``: where the registered learners and datasets come from.
     """
     config = OmegaConf.structured(RunConfig)
     if path is not None:
@@ -258,18 +278,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         except OmegaConfBaseException as err:
             raise ConfigError(f"override '{override}': {_describe(err)}") from err
     source = f"{path} with overrides" if path and overrides else str(path or "overrides")
-    import_plugins(list(config.plugins), source)
-    config.data = _typed_section(config, "data", DATASETS, DEFAULT_DATASET, source)
-    config.learner = _typed_section(config, "learner", LEARNERS, DEFAULT_LEARNER, source)
-    try:  # builds the dataclasses, whose __post_init__ checks values that depend on each other
-        run = OmegaConf.to_object(config)
-    except (ValueError, OmegaConfBaseException) as err:
-        cause = err.__cause__ or err
-        raise ConfigError(f"{source}: {str(cause).splitlines()[0]}") from err
-    problem = violation(run)
-    if problem:
-        raise ConfigError(f"{source}: {problem}")
-    _check_learner_fits(run, source)
+    learners, datasets = catalog.registries(list(config.plugins), source)
+    config.data = _typed_section(config, "data", datasets, DEFAULT_DATASET, source)
+    config.learner = _typed_section(config, "learner", learners, DEFAULT_LEARNER, source)
+    if not _built(OmegaConf.missing_keys, config, source):  # else building names the key
+        unchecked = _built(_unchecked, config, source)
+        problem = violation(unchecked)
+        if problem:
+            raise ConfigError(f"{source}: {problem}")
+        _check_learner_fits(unchecked, learners, source)
+    # The dataclasses' __post_init__ check the values that depend on each other.
+    run = _built(OmegaConf.to_object, config, source)
     if run.name is None:
         run.name = run_name(run, path, overrides)
     return run

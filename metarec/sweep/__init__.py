@@ -17,15 +17,6 @@ Modules: ``spec`` (the file and its checks), ``runner`` (local trials and their 
 ``wandb_agent`` (on W&B); the summary tables are :mod:`metarec.report.sweep`'s.
 """
 
-from metarec.sweep.runner import (
-    EngineRandom,
-    Trial,
-    markdown_summary,
-    ranked,
-    run_local,
-    summary_rows,
-    write_summary,
-)
 from metarec.sweep.spec import (
     ARGS,
     CONFIG_KEY,
@@ -38,7 +29,19 @@ from metarec.sweep.spec import (
     run_metrics,
     split_config,
 )
-from metarec.sweep.wandb_agent import run_wandb, wandb_available
+
+# Imported on first use: the runner writes its summary with the report's tables, which import
+# torch; reading and checking a sweep file (the command line's fast check) does not.
+_RUNNER = (
+    "EngineRandom",
+    "Trial",
+    "markdown_summary",
+    "ranked",
+    "run_local",
+    "summary_rows",
+    "write_summary",
+)
+_WANDB_AGENT = ("run_wandb", "wandb_available")
 
 __all__ = [
     "ARGS",
@@ -61,3 +64,15 @@ __all__ = [
     "wandb_available",
     "write_summary",
 ]
+
+
+def __getattr__(name: str):
+    if name in _RUNNER:
+        from metarec.sweep import runner
+
+        return getattr(runner, name)
+    if name in _WANDB_AGENT:
+        from metarec.sweep import wandb_agent
+
+        return getattr(wandb_agent, name)
+    raise AttributeError(f"module 'metarec.sweep' has no attribute '{name}'")

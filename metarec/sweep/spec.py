@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metarec.config.load import load_config, read_yaml_mapping
+from metarec.config.registries import INSTALLED, Installed, Registries
 from metarec.errors import ConfigError
 
 METHODS = ("grid", "random", "bayes")
@@ -113,11 +114,15 @@ def _samples(path: Path, key: str, spec) -> list:
     return bounds
 
 
-def load_sweep(path: str | Path, extra: list[str] | tuple = ()) -> Sweep:
+def load_sweep(
+    path: str | Path, extra: list[str] | tuple = (), catalog: Registries = INSTALLED
+) -> Sweep:
     """Read and check a sweep file; ``extra`` overrides go to every trial (e.g. data.root).
 
     Raises ``SweepError`` naming the file and the bad method, metric, command or parameter
-    (an unknown key, or a value the config schema rejects) before anything runs.
+    (an unknown key, or a value the config schema rejects) before anything runs. With another
+    ``catalog`` than the installed one (the schema cache's), the checks stop after the
+    parameters: the metric's and W&B's schema are checked by the full check only.
     """
     path = Path(path)
     spec = read_yaml_mapping(path, "sweep", SweepError)
@@ -136,9 +141,10 @@ def load_sweep(path: str | Path, extra: list[str] | tuple = ()) -> Sweep:
         raise SweepError(f"{path}: key 'parameters': expected a mapping of at least one key")
     config, fixed = _parse_command(path, spec.get("command"))
     sweep = Sweep(path=path, spec=spec, config=config, fixed=fixed, extra=list(extra))
-    _check_parameters(sweep)
-    _check_metric(sweep)
-    _check_schema(sweep)
+    _check_parameters(sweep, catalog)
+    if isinstance(catalog, Installed):  # the metric's check runs the datasets' own code
+        _check_metric(sweep)
+        _check_schema(sweep)
     return sweep
 
 
@@ -162,7 +168,7 @@ def _check_metric(sweep: Sweep) -> None:
             )
 
 
-def _check_parameters(sweep: Sweep) -> None:
+def _check_parameters(sweep: Sweep, catalog: Registries) -> None:
     """Each parameter value loads onto each experiment file the sweep can use."""
     parameters = sweep.spec["parameters"]
     configs = [sweep.config]
@@ -172,7 +178,7 @@ def _check_parameters(sweep: Sweep) -> None:
         ]
     for config in configs:
         try:
-            load_config(config, [*sweep.fixed, *sweep.extra])
+            load_config(config, [*sweep.fixed, *sweep.extra], catalog)
         except ConfigError as err:
             raise SweepError(f"{sweep.path}: {err}") from err
         for key, spec in parameters.items():
@@ -181,7 +187,7 @@ def _check_parameters(sweep: Sweep) -> None:
             for value in _samples(sweep.path, key, spec):
                 override = f"{key}={format_value(value)}"
                 try:
-                    load_config(config, [*sweep.fixed, *sweep.extra, override])
+                    load_config(config, [*sweep.fixed, *sweep.extra, override], catalog)
                 except ConfigError as err:
                     raise SweepError(f"{sweep.path}: parameter '{key}': {err}") from err
 
