@@ -167,5 +167,6 @@ def reproduce(
              f"{' '.join(overrides) or 'defaults'}")  # fmt: skip
     table = write_report(out, rows, source.name, title)
     atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "runs": ran,
-                                            "jobs": jobs, "seeds": seeds})  # fmt: skip
+                                            "jobs": jobs, "seeds": seeds, "methods": methods,
+                                            "overrides": overrides})  # fmt: skip
     return rows, table, seconds

@@ -4,7 +4,9 @@ For each dataset with an experiments folder (``experiments/<dataset>/``) whose d
 :func:`metarec.reproduce.reproduce` runs (or resumes: finished runs are kept by their config
 hash) every experiment file with held-out warm users and varied data seeds into
 ``<out>/<dataset>/``; then ``<out>/leaderboard.md`` ranks the methods per dataset and scenario
-(:mod:`metarec.report.leaderboard`) and says the wall time. A dataset whose data are missing is
+(:mod:`metarec.report.leaderboard`) over every dataset folder in ``<out>`` (this call's and
+earlier calls', e.g. one call per dataset with its own ``--methods``), with each dataset's runs,
+wall time and call. A dataset whose data are missing is
 listed as not run, with the path looked at; it is never silently dropped.
 """
 
@@ -14,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from metarec.io import atomic_write_json, atomic_write_text, writable_folder
+from metarec.io import atomic_write_text, writable_folder
 from metarec.paths import experiments_root
 from metarec.report.leaderboard import LEGEND, board, board_lines, wins_lines
 
@@ -67,7 +69,7 @@ def leaderboard(
     start = time.perf_counter()
     out = writable_folder(Path(out or Path("results") / "leaderboard"), "output folder")
     roots = roots or {}
-    boards, missing = [], []
+    missing = []
     for name in datasets_found(names):
         root, found = _data_root(name, roots)
         if not found:
@@ -80,13 +82,34 @@ def leaderboard(
         reproduce(name, seeds=seeds, methods=here or None, overrides=[*extra, *(overrides or [])],
                   out=out / name.replace("-", "_"), jobs=jobs, progress=progress,
                   warms=["heldout"], data_seeds=True)  # fmt: skip
-        summary = json.loads((out / name.replace("-", "_") / "summary.json").read_text())
-        boards.append(board(name, summary))
     seconds = time.perf_counter() - start
+    text = write_leaderboard(out, missing)
+    return text, seconds
+
+
+def write_leaderboard(out: Path, missing: list[str] = ()) -> str:
+    """``out/leaderboard.md`` from every dataset folder in ``out`` that holds a summary (this
+    call's and earlier calls'), with each one's runs, wall time and the call that made it
+    (its ``timing.json``); the page's text."""
+    folders = sorted(p for p in out.iterdir() if (p / "summary.json").is_file())
+    boards, calls = [], []
+    for folder in folders:
+        name = folder.name.replace("_", "-")
+        boards.append(board(name, json.loads((folder / "summary.json").read_text())))
+        timing = json.loads((folder / "timing.json").read_text())
+        methods = ",".join(timing.get("methods") or []) or "all"
+        settings = " ".join(f"--set {s}" for s in timing.get("overrides") or []
+                            if not s.startswith("data.root="))  # fmt: skip
+        calls.append(f"| {name} | {timing['runs']} | {timing['seconds'] / 60:.1f} | "
+                     f"{timing['jobs']} | `--methods {methods} --seeds {timing['seeds']}"
+                     f"{' ' + settings if settings else ''}` |")  # fmt: skip
+    total = sum(json.loads((f / "timing.json").read_text())["seconds"] for f in folders)
     lines = ["# Leaderboard", "", LEGEND, "",
-             f"Wall time of this command: {seconds / 60:.1f} min ({jobs} worker processes, "
-             f"{seeds} seeds; finished runs of an earlier call are reused). Command: "
-             f"`metarec leaderboard --seeds {seeds} --jobs {jobs}`.", ""]  # fmt: skip
+             f"Wall time on this machine: {total / 60:.1f} min in all (finished runs of an "
+             "earlier call are reused, so a resumed call's time counts only what it ran), "
+             "by dataset:", "",
+             "| dataset | runs | minutes | worker processes | `metarec leaderboard --datasets "
+             "<dataset>` with |", "|---|---|---|---|---|", *calls, ""]  # fmt: skip
     if missing:
         lines += ["Not run (data not found):", "", *missing, ""]
     for found in boards:
@@ -94,6 +117,4 @@ def leaderboard(
     lines += wins_lines(boards)
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "leaderboard.md", text)
-    atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "jobs": jobs,
-                                            "seeds": seeds})  # fmt: skip
-    return text, seconds
+    return text
