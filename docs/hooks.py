@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # `results/melu_ml1m/plot.png` as if the repository's `results/` sat inside docs/.
 SERVED = (
     "results/*/plot.png",
+    "results/leaderboard/*/plot.png",
     "benchmarks/results/text_encoders.png",
     "benchmarks/results/*/text_encoders.png",
 )

@@ -79,23 +79,18 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from metarec.reproduce.leaderboard import leaderboard
+    from metarec.reproduce.leaderboard import leaderboard, parse_roots
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    roots = {}
-    for item in args.root:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--root expects NAME=PATH, got '{item}'")
-        roots[name] = path
     text, seconds = leaderboard(
         args.datasets.split(",") if args.datasets else None,
-        roots,
+        parse_roots(args.root),
         seeds=args.seeds,
         jobs=args.jobs,
         out=args.out,
         overrides=args.set,
         methods=args.methods.split(",") if args.methods else None,
+        texts=args.text.split(","),
     )
     print(text)
     print(f"wall time {seconds / 60:.1f} min")
@@ -218,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.add_argument("--datasets", help="comma-separated (default: every experiments folder)")
     board.add_argument("--methods", help="comma-separated experiment names (default: all)")
+    board.add_argument("--text", default="none,join", help="item.text variants (default none,join)")
     board.add_argument(
         "--root", action="append", default=[], help="NAME=PATH: a dataset's data folder"
     )

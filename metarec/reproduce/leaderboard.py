@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from metarec.errors import ConfigError
 from metarec.io import atomic_write_text, writable_folder
 from metarec.paths import experiments_root
 from metarec.report.leaderboard import LEGEND, board, board_lines, wins_lines
@@ -34,6 +35,17 @@ def _data_root(dataset: str, roots: dict[str, str]) -> tuple[Path | None, bool]:
         return None, True
     root = Path(roots[dataset]) if dataset in roots else data_root(cfg)
     return root, root.is_dir() and any(root.iterdir())
+
+
+def parse_roots(items: list[str]) -> dict[str, str]:
+    """``--root NAME=PATH`` arguments as a dataset -> folder mapping."""
+    roots = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--root expects NAME=PATH, got '{item}'")
+        roots[name] = path
+    return roots
 
 
 def _has_experiment(dataset: str, method: str) -> bool:
@@ -61,8 +73,10 @@ def leaderboard(
     overrides: list[str] | None = None,
     progress: bool = True,
     methods: list[str] | None = None,
+    texts: list[str] | None = None,
 ) -> tuple[str, float]:
-    """Run every dataset's table (resumable; ``methods``: only those experiment files) and
+    """Run every dataset's table (resumable; ``methods``: only those experiment files;
+    ``texts``: the ``item.text`` variants of learners that read it, default none and join) and
     write ``leaderboard.md``; its text and the wall time in seconds."""
     from metarec.reproduce import reproduce
 
@@ -79,9 +93,9 @@ def leaderboard(
         here = methods and [m for m in methods if _has_experiment(name, m)]
         if methods and not here:
             continue
-        reproduce(name, seeds=seeds, methods=here or None, overrides=[*extra, *(overrides or [])],
-                  out=out / name.replace("-", "_"), jobs=jobs, progress=progress,
-                  warms=["heldout"], data_seeds=True)  # fmt: skip
+        reproduce(name, seeds=seeds, methods=here or None, texts=texts,
+                  overrides=[*extra, *(overrides or [])], out=out / name.replace("-", "_"),
+                  jobs=jobs, progress=progress, warms=["heldout"], data_seeds=True)  # fmt: skip
     seconds = time.perf_counter() - start
     text = write_leaderboard(out, missing)
     return text, seconds
