@@ -71,9 +71,11 @@ learn2learn: install
 	VENV=$(VENV) bash benchmarks/build_learn2learn.sh
 
 # Speed benchmarks on MeLU's ML-1M (../shared/data/melu-ml1m); BENCH_ARGS=--synthetic for none.
+# Each times 1 thread and every core; the last line prints both side by side per thread count.
 bench: install learn2learn
 	nice $(PY) benchmarks/meta_training.py $(BENCH_ARGS) --out results/bench/meta_training.json
 	nice $(PY) benchmarks/serving.py $(BENCH_ARGS) --out results/bench/serving.json
+	$(PY) benchmarks/efficiency.py results/bench/meta_training.json results/bench/serving.json
 
 # MeLU's Table 2: every experiments/melu_ml1m/*.yaml x item text x 3 seeds, then its table and
 # plot (results/melu_ml1m/table.md, plot.png), which docs/results/melu-ml1m.md includes.

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from efficiency import bench_parser, write_report
 from lightning.pytorch.callbacks import Callback
-from meta_training import bench_config, bench_parser, write_report
+from meta_training import bench_config
 
 from metarec.build import build_learner, make_trainer, prepare_tasks
 from metarec.data.datamodule import ColdStartDataModule

@@ -15,22 +15,21 @@ First the three meta-gradients (of the mean query loss w.r.t. the initial weight
 in float64 and float32. Then each side runs ``--steps`` meta-steps (loss, backward, Adam step)
 per round, sides alternating order, after a warm-up; the best of ``--repeat`` rounds counts.
 All of it is timed once per ``--threads`` count (default 1 thread, then every core), the
-sides always with the same threads.
-Prints tasks/s per side and metarec's speed-up, and writes them as JSON to ``--out``.
+sides always with the same threads. Prints tasks/s per side, metarec's speed-ups, and its
+achieved GFLOP/s and their share of a float32 matmul's at the same threads (``efficiency.py``),
+and writes them as JSON to ``--out``.
 learn2learn is optional (``make learn2learn`` builds it); without it that side is skipped.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
+import importlib.util
 import math
-import os
-import platform
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+import efficiency
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -40,13 +39,11 @@ from metarec.config.load import load_config
 from metarec.config.schema import RunConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
-from metarec.io import atomic_write_json
 from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Loss
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "melu_ml1m" / "maml.yaml"
-DEFAULT_ROOT = str(ROOT.parent / "shared" / "data" / "melu-ml1m")
 # float32 tolerance of the gradient check (sums over tasks run in different orders).
 RTOL32, ATOL32 = 1e-4, 1e-6
 RTOL64, ATOL64 = 1e-9, 1e-12
@@ -202,39 +199,6 @@ def check_gradients(learner: MetaLearner, batch: Batch, with_learn2learn: bool) 
 
 
 # -- timing ---------------------------------------------------------------------------------
-def time_rounds(
-    sides: dict[str, Callable[[], None]], repeat: int, warmup: int = 1
-) -> dict[str, list[float]]:
-    """Seconds of each side's ``run()`` per round, sides alternating order round by round,
-    after ``warmup`` untimed rounds; every side is run in the same process."""
-    names = list(sides)
-    for _ in range(warmup):
-        for name in names:
-            sides[name]()
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(repeat):
-        for name in names if round_index % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            sides[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
-
-
-def meta_step_runner(
-    loss_fn: Callable[[Batch], torch.Tensor], module: nn.Module, batches: list, outer_lr: float
-) -> Callable[[], None]:
-    """Runs one meta-step (loss, backward, Adam step) of ``module`` per batch of ``batches``."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=outer_lr)
-
-    def run() -> None:
-        for batch in batches:
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(batch).backward()
-            optimizer.step()
-
-    return run
-
-
 def build_sides(learner: MetaLearner, batches: list[Batch], with_learn2learn: bool) -> dict:
     """One meta-step runner per side, each on its own copy of the same initial network."""
     cfg = learner.cfg
@@ -242,73 +206,28 @@ def build_sides(learner: MetaLearner, batches: list[Batch], with_learn2learn: bo
     per_task = [split_tasks(batch) for batch in batches]
     ours = copy.deepcopy(learner).train()
     loop_net = copy.deepcopy(learner.net)
+    runner = efficiency.meta_step_runner
     sides = {
-        "metarec": meta_step_runner(lambda b: metarec_loss(ours, b), ours, batches, outer_lr),
-        "loop": meta_step_runner(
+        "metarec": runner(lambda b: metarec_loss(ours, b), ours, batches, outer_lr),
+        "loop": runner(
             lambda t: loop_loss(loop_net, t, steps, lr, loss), loop_net, per_task, outer_lr
         ),
     }
     if with_learn2learn:
         maml = wrap_learn2learn(copy.deepcopy(learner.net), lr)
-        sides["learn2learn"] = meta_step_runner(
+        sides["learn2learn"] = runner(
             lambda t: learn2learn_loss(maml, t, steps, loss), maml, per_task, outer_lr
         )
     return sides
 
 
 def has_learn2learn() -> bool:
-    """Whether learn2learn imports (``make learn2learn`` installs it)."""
-    try:
-        import learn2learn  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def thread_counts() -> list[int]:
-    """1 thread, and every core of this machine: batching has parallel work to give the
-    cores that one small per-task operation after another has not."""
-    return sorted({1, os.cpu_count() or 1})
-
-
-def by_threads(counts: Sequence[int], measure: Callable[[], dict]) -> dict[str, dict]:
-    """``measure()`` run with each of ``counts`` torch CPU threads, by thread count."""
-    results = {}
-    for count in counts:
-        torch.set_num_threads(count)
-        print(f"-- {count} thread(s)")
-        results[str(count)] = measure()
-    return results
-
-
-def bench_parser(description: str, out: str, threads: bool = True) -> argparse.ArgumentParser:
-    """The options every speed benchmark here takes: data, overrides, rounds, threads (a list
-    of counts to time, unless ``threads`` is false: the caller's own option), out."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--root", default=DEFAULT_ROOT, help="MeLU ML-1M data folder")
-    parser.add_argument("--synthetic", action="store_true", help="the built-in synthetic data")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. learner.inner_steps=3")  # fmt: skip
-    parser.add_argument("--repeat", type=int, default=3, help="timed rounds; the best counts")
-    if threads:
-        parser.add_argument("--threads", type=int, nargs="+", default=thread_counts(),
-                            help="torch CPU thread counts, each timed in turn "
-                                 "(default: 1 and every core)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path(out), help="JSON report")
-    return parser
-
-
-def write_report(out: Path, result: dict) -> dict:
-    """``result`` with the library versions, written atomically to ``out``."""
-    result = {**result, "torch": torch.__version__, "python": platform.python_version(),
-              "machine": platform.machine()}  # fmt: skip
-    atomic_write_json(out, result)
-    print(f"wrote {out}")
-    return result
+    """Whether learn2learn is installed (``make learn2learn`` builds it)."""
+    return importlib.util.find_spec("learn2learn") is not None
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = bench_parser(__doc__.split("\n\n")[0], "results/bench/meta_training.json")
+    parser = efficiency.bench_parser(__doc__.split("\n\n")[0], "results/bench/meta_training.json")
     parser.add_argument("--steps", type=int, default=10, help="meta-steps timed per round")
     parser.add_argument("--no-learn2learn", action="store_true", help="skip learn2learn")
     args = parser.parse_args(argv)
@@ -335,18 +254,26 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"meta-gradients agree ({dtype}): max abs diff from metarec: {diffs} "
               f"(largest gradient {result['max_abs_grad']:.2e})")  # fmt: skip
 
+    # FLOPs of metarec's round (all its meta-steps), counted once: they do not depend on threads.
+    flops = efficiency.count_flops(build_sides(learner, batches, with_learn2learn=False)["metarec"])
+    print(f"metarec: {flops / args.steps / 1e9:.2f} GFLOP per meta-step (FlopCounterMode)")
+
     def measure() -> dict:
-        seconds = time_rounds(build_sides(learner, batches, with_l2l), args.repeat)
+        sgemm = efficiency.sgemm_gflops()
+        seconds = efficiency.time_rounds(build_sides(learner, batches, with_l2l), args.repeat)
         rates = {side: args.steps * size / min(times) for side, times in seconds.items()}
         ratios = {f"metarec/{side}": rates["metarec"] / rate for side, rate in rates.items()
                   if side != "metarec"}  # fmt: skip
+        achieved = efficiency.achieved(flops, min(seconds["metarec"]), sgemm)
         for side, rate in rates.items():
             print(f"{side:>12}: {rate:8.1f} tasks/s  (best of {args.repeat} x {args.steps})")
         for name, ratio in ratios.items():
             print(f"{name:>20}: {ratio:6.2f}x")
-        return {"tasks_per_second": rates, "ratios": ratios, "seconds_per_round": seconds}
+        print(f"{'metarec':>12}: {efficiency.describe(achieved)}")
+        return {"tasks_per_second": rates, "ratios": ratios, "efficiency": achieved,
+                "seconds_per_round": seconds}  # fmt: skip
 
-    timed = by_threads(args.threads, measure)
+    timed = efficiency.by_threads(args.threads, measure)
 
     result = {
         "benchmark": "meta_training",
@@ -360,9 +287,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "steps_per_round": args.steps,
         "repeat": args.repeat,
         "gradient_check": check,
+        "gflop_per_step": flops / args.steps / 1e9,
         "by_threads": timed,
     }
-    return write_report(args.out, result)
+    return efficiency.write_report(args.out, result)
 
 
 if __name__ == "__main__":

@@ -115,13 +115,13 @@ class FeatureEmbedding(nn.Module):
     def task_rows(
         self, tables: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], rows: torch.Tensor
     ) -> TaskRows | None:
-        """This module for tasks that each read only ``rows`` (T, N), called with positions in
-        them: every row-indexed buffer cut to each task's rows, and each embedding table in
-        ``tables`` (the module's weights adapted per task, by their names in it) cut to the
-        rows those reach; such a feature is then embedded by its ``mix_`` buffer
-        (:func:`mixing`) in place of its value and weight buffers. ``buffers`` are the
-        module's. None when there is nothing to cut: no table of its in ``tables``, or a text
-        tower that reads the ids itself.
+        """This module for tasks that each read only ``rows`` (T, N), called with every
+        position in them, ``0..N-1`` in order (in the shape of a task's ids): every row-indexed
+        buffer cut to each task's rows, and each embedding table in ``tables`` (the module's
+        weights adapted per task, by their names in it) cut to the rows those reach; such a
+        feature is then embedded by its ``mix_`` buffer (:func:`mixing`) in place of its value
+        and weight buffers. ``buffers`` are the module's. None when there is nothing to cut: no
+        table of its in ``tables``, or a text tower that reads the ids itself.
         """
         keys = {name: f"embeddings.{name}.weight" for name in self.names}
         if not any(key in tables for key in keys.values()) or not self.row_buffers:
@@ -148,7 +148,7 @@ class FeatureEmbedding(nn.Module):
         for name in self.names:
             mix = getattr(self, f"mix_{name}")
             if mix is not None:  # (rows, values) weights of a task's own embedding rows
-                parts.append(mix[rows] @ self.embeddings[name].weight)
+                parts.append(self._mix_rows(mix, rows) @ self.embeddings[name].weight)
                 continue
             index = getattr(self, f"table_{name}")[rows]  # (..., width), 0 = padding
             if name in self.weighted:  # the mean of the values' embeddings
@@ -160,4 +160,17 @@ class FeatureEmbedding(nn.Module):
             parts.append(self.text_projection(self.text_model(rows)))
         elif self.text_projection is not None:
             parts.append(self.text_projection(self.text[rows]))
-        return torch.cat(parts, dim=-1)
+        # Every part is (..., dim): stacked, whose gradient is a view of each part's, where a
+        # concatenation's second-order gradient zero-fills a full-width copy per part.
+        return torch.stack(parts, dim=-2).flatten(-2)
+
+    @staticmethod
+    def _mix_rows(mix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The ``mix`` rows of ``rows``: after :meth:`task_rows` these are the positions of the
+        rows it was cut to, all in order (``localize``'s), so the rows as they are, no gather."""
+        if rows.numel() != mix.shape[0]:
+            raise ValueError(
+                f"a table cut to {mix.shape[0]} rows per task (task_rows) is called with "
+                f"{rows.numel()} positions; call it with every position, in order"
+            )
+        return mix.view(*rows.shape, mix.shape[-1])

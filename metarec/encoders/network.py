@@ -77,9 +77,11 @@ class MeLUNet(nn.Module):
         """
         shape = torch.broadcast_shapes(user.shape, item.shape)
         first, rest = self.decision[0], self.decision[1:]
-        split = self.user_features.out_dim
-        user_part = F.linear(self.user_features(user), first.weight[:, :split], first.bias)
-        item_part = F.linear(self.item_features(item), first.weight[:, split:])
+        # split, not two slices: its gradient is one concatenation, not two zero-filled copies
+        sizes = [self.user_features.out_dim, self.item_features.out_dim]
+        user_weight, item_weight = first.weight.split(sizes, dim=1)
+        user_part = F.linear(self.user_features(user), user_weight, first.bias)
+        item_part = F.linear(self.item_features(item), item_weight)
         user_part = user_part.reshape((1,) * (len(shape) - user.dim()) + user_part.shape)
         out = rest(user_part + item_part).squeeze(-1)
         return torch.sigmoid(out) if self.binary else out

@@ -1,7 +1,12 @@
 """The inner loop of gradient-based learners on any unmodified nn.Module, via torch.func.
 
 Fast weights are a dict of named tensors; ``functional_call`` runs the network with them and
-``grad`` differentiates the support loss. Called under ``vmap`` it adapts a meta-batch at once.
+``grad`` differentiates the support loss (:func:`inner_loop`, one task). :meth:`InnerLoop.adapt`
+adapts a meta-batch at once: the network runs under ``vmap`` on weights with a leading task
+dimension, and plain autograd takes every task's gradients in one backward of the summed
+support losses (tasks share no fast weight, so each gets exactly its own gradient). The same
+steps as ``vmap`` of :func:`inner_loop`, without ``grad``'s per-operation wrapping, which costs
+more than the arithmetic on small tasks (``benchmarks/meta_training.py``).
 
 Embedding tables are most of a recommender's weights (MeLU's network on ML-1M: 96%), yet a task
 looks up a few hundred of their rows. :meth:`InnerLoop.adapt` gives each task only the rows it
@@ -87,27 +92,57 @@ class InnerLoop(NamedTuple):
     def adapt(
         self, net: nn.Module, support: Mapping[str, torch.Tensor], weights: Weights | None = None
     ) -> Adapted:
-        """:func:`inner_loop` on every task of ``support`` at once (vmapped), each task's
-        embedding tables cut to the rows its support set uses. ``weights``: ``net``'s weights,
-        those that adapt fast (default: every trainable weight, :func:`split_params`)."""
+        """The steps of :func:`inner_loop` on every task of ``support`` at once
+        (:meth:`batched_steps`), each task's embedding tables cut to the rows its support set
+        uses. ``weights``: ``net``'s weights, those that adapt fast (default: every trainable
+        weight, :func:`split_params`)."""
         weights = split_params(net) if weights is None else weights
         local = localize(net, weights.fast, weights.buffers, support["user"], support["item"])
-        support = {**support, "user": local.user, "item": local.item}
-        tables = set(local.tables)
+        tables, n_tasks = set(local.tables), len(support["user"])
         lr = self.lr
         if isinstance(lr, Mapping):  # Meta-SGD: the rates of the local rows
             lr = {k: rate[local.tables[k].rows] if k in tables else rate for k, rate in lr.items()}
-            lr_dims = local.dims(lr, tables)
-        else:
-            lr_dims = None
+        # Every task its own copy of each shared fast weight (a view until the first step).
+        fast = {k: v if k in tables else v.expand(n_tasks, *v.shape) for k, v in local.fast.items()}
 
-        def one_task(fast: Params, task_buffers: Params, task: Mapping, rates) -> Params:
-            task_weights = Weights(fast, weights.frozen, task_buffers)
-            return inner_loop(net, task_weights, task, self._replace(lr=rates))
+        def one_task(task_fast: Params, task_buffers: Params, user, item) -> torch.Tensor:
+            return call(net, task_fast, weights.frozen, task_buffers, user, item)
 
-        in_dims = (local.dims(local.fast, tables), local.buffer_dims, 0, lr_dims)
-        adapted = vmap(one_task, in_dims=in_dims)(local.fast, local.buffers, support, lr)
+        forward = vmap(one_task, in_dims=(0, local.buffer_dims, 0, 0))
+
+        def support_loss(task_fast: Params) -> torch.Tensor:
+            pred = forward(task_fast, local.buffers, local.user, local.item)
+            return self.loss(pred, support["rating"], support["mask"]).sum()
+
+        adapted = self._replace(lr=lr).batched_steps(support_loss, fast)
         return Adapted(adapted, local.tables, net, weights)
+
+    def batched_steps(self, support_loss: Callable[[Params], torch.Tensor], fast: Params) -> Params:
+        """``steps`` gradient steps of per-task weights ``fast`` (leading task dimension) on
+        ``support_loss(fast)``, the sum of the tasks' support losses. The result has a graph
+        to the weights that have one (``requires_grad``), second order unless
+        ``first_order``; like ``torch.func.grad``, it adapts under ``torch.no_grad`` too."""
+        tracked = {k for k, v in fast.items() if v.requires_grad and torch.is_grad_enabled()}
+        create_graph = bool(tracked) and not self.first_order
+        with torch.enable_grad():
+            for _ in range(self.steps if fast else 0):
+                fast = {
+                    k: v if k in tracked else v.detach().requires_grad_() for k, v in fast.items()
+                }
+                loss = support_loss(fast)
+                grads = torch.autograd.grad(
+                    loss, list(fast.values()), create_graph=create_graph, materialize_grads=True
+                )
+                fast = sgd_step(fast, dict(zip(fast, grads, strict=True)), self.lr)
+        return {k: v if k in tracked else v.detach() for k, v in fast.items()}
+
+
+def sgd_step(fast: Params, grads: Params, lr: float | Params) -> Params:
+    """One plain gradient step of every weight of ``fast``: one rate, or one per weight."""
+    if isinstance(lr, Mapping):  # Meta-SGD: a learned rate per weight
+        return {name: weight - lr[name] * grads[name] for name, weight in fast.items()}
+    # one fused pass over each weight (embedding tables are large per-task copies)
+    return {name: torch.add(weight, grads[name], alpha=-lr) for name, weight in fast.items()}
 
 
 def task_loss(target: str) -> Loss:
@@ -137,12 +172,7 @@ def inner_loop(
         grads = grad(support_loss)(fast)
         if inner.first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        if isinstance(lr, Mapping):  # Meta-SGD: a learned rate per weight
-            fast = {name: weight - lr[name] * grads[name] for name, weight in fast.items()}
-        else:  # one fused pass over each weight (embedding tables are large per-task copies)
-            fast = {
-                name: torch.add(weight, grads[name], alpha=-lr) for name, weight in fast.items()
-            }
+        fast = sgd_step(fast, grads, lr)
     return fast
 
 
