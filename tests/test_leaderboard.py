@@ -56,3 +56,5 @@ def test_a_tiny_leaderboard_runs_resumes_and_names_missing_data(tmp_path):
     assert again[again.index("## synthetic"):] == text[text.index("## synthetic"):]
     # The page lists each dataset's call: its runs (2 methods x 2 seeds) and methods.
     assert "| synthetic | 4 |" in text and "`--methods mean,shrunk --seeds 2 --set" in text
+    # The resumed call ran nothing: its row says 0 runs, and the total counts 4.
+    assert "| synthetic | 0 |" in again

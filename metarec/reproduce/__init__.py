@@ -135,6 +135,22 @@ def run_all(
     return others + [row for run in runs for row in results[run] or []]
 
 
+def write_timing(out: Path, call: dict) -> None:
+    """``timing.json``: this call's wall time, runs and arguments appended to the earlier calls'
+    into the same folder (one call per group of methods adds up), and their sums."""
+    path = out / "timing.json"
+    calls = []
+    if path.is_file():
+        try:
+            calls = json.loads(path.read_text()).get("calls", [])
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON ({err}); move it away") from err
+    calls.append(call)
+    total = {"seconds": round(sum(c["seconds"] for c in calls), 1),
+             "runs": sum(c["runs"] for c in calls)}  # fmt: skip
+    atomic_write_json(path, {**total, "calls": calls})
+
+
 def reproduce(
     dataset: str,
     seeds: int = 3,
@@ -159,14 +175,14 @@ def reproduce(
     warms = warms or source.warm_passes or WARM_PASSES
     runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, source.grid)
     writable_folder(out, "output folder")
+    earlier = {row.get("run_dir") for row in load_rows(out)}
     rows = run_all(runs, overrides, out, jobs=jobs, progress=progress)
     seconds = time.perf_counter() - start
-    ran = len(runs)  # this command's runs (rows of other methods kept in runs.json aside)
+    ran = len({row.get("run_dir") for row in rows} - earlier)  # run by this call
     seeding = "data seeds varied" if data_seeds else "one data split"
     title = (f"{dataset}: {len(runs)} runs ({seeds} seeds, {seeding}), "
              f"{' '.join(overrides) or 'defaults'}")  # fmt: skip
     table = write_report(out, rows, source.name, title)
-    atomic_write_json(out / "timing.json", {"seconds": round(seconds, 1), "runs": ran,
-                                            "jobs": jobs, "seeds": seeds, "methods": methods,
-                                            "overrides": overrides})  # fmt: skip
+    write_timing(out, {"seconds": round(seconds, 1), "runs": ran, "jobs": jobs, "seeds": seeds,
+                       "methods": methods, "texts": texts, "overrides": overrides})  # fmt: skip
     return rows, table, seconds

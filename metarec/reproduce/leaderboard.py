@@ -111,12 +111,14 @@ def write_leaderboard(out: Path, missing: list[str] = ()) -> str:
         name = folder.name.replace("_", "-")
         boards.append(board(name, json.loads((folder / "summary.json").read_text())))
         timing = json.loads((folder / "timing.json").read_text())
-        methods = ",".join(timing.get("methods") or []) or "all"
-        settings = " ".join(f"--set {s}" for s in timing.get("overrides") or []
-                            if not s.startswith("data.root="))  # fmt: skip
-        calls.append(f"| {name} | {timing['runs']} | {timing['seconds'] / 60:.1f} | "
-                     f"{timing['jobs']} | `--methods {methods} --seeds {timing['seeds']}"
-                     f"{' ' + settings if settings else ''}` |")  # fmt: skip
+        for call in timing["calls"]:
+            methods = ",".join(call.get("methods") or []) or "all"
+            settings = "".join(f" --set {s}" for s in call.get("overrides") or []
+                               if not s.startswith("data.root="))  # fmt: skip
+            texts = f" --text {','.join(call['texts'])}" if call.get("texts") else ""
+            calls.append(f"| {name} | {call['runs']} | {call['seconds'] / 60:.1f} | "
+                         f"{call['jobs']} | `--methods {methods}{texts} --seeds {call['seeds']}"
+                         f"{settings}` |")  # fmt: skip
     total = sum(json.loads((f / "timing.json").read_text())["seconds"] for f in folders)
     lines = ["# Leaderboard", "", LEGEND, "",
              f"Wall time on this machine: {total / 60:.1f} min in all (finished runs of an "
