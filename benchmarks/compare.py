@@ -57,7 +57,7 @@ def run_all(
 def markdown(rows: list[dict], title: str) -> str:
     """Methods as rows, scenarios as columns, MAE / nDCG@3 in each cell."""
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    shown = " / ".join(map(label, HEADLINE))
+    shown = " / ".join(map(label, HEADLINE["rating"]))
     lines = [f"# {title}", "", f"{shown} per scenario (tasks identical for every method).", ""]
     lines.append("| method | " + " | ".join(SCENARIOS) + " | seconds |")
     lines.append("|---" * (len(SCENARIOS) + 2) + "|")
@@ -69,7 +69,7 @@ def markdown(rows: list[dict], title: str) -> str:
             if row["status"] != "ok":
                 cells.append("failed")
                 continue
-            cells.append(" / ".join(cell(row[key]) for key in HEADLINE))
+            cells.append(" / ".join(cell(row[key]) for key in HEADLINE["rating"]))
             seconds = cell(row["seconds"], 0)
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds} |")
     return "\n".join(lines) + "\n"
