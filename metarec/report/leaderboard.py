@@ -3,9 +3,11 @@
 Reads each dataset's ``summary.json`` (:func:`metarec.report.compare.aggregate`, or the pooled
 report's for TALLRec's samples) and writes, per dataset and scenario, the methods ranked best
 first by the dataset's primary metric (MAE for ratings, NDCG@10 for next-item ranking, pooled
-AUC for TALLRec), with their 95% intervals and paired tests against the bias baseline; then,
-per method, where it is significantly better or worse than that baseline and where it ranks
-first. Every number comes from the summaries; nothing is recomputed here.
+AUC for TALLRec), with their 95% intervals and paired tests against the bias baseline; before
+them, the best simple baseline's rank in each scenario; then, per method, where it is
+significantly better or worse than that baseline and where it ranks first; last, every
+learner x dataset: on the board, or why not. Every number comes from the summaries; nothing is
+recomputed here.
 """
 
 from __future__ import annotations
@@ -135,3 +137,76 @@ LEGEND = (
     f"with its paired bootstrap p-value; ▲ / ▼: significantly (p < {ALPHA}) better / worse "
     "than it; `ref`: the baseline itself; –: no significant difference."
 )
+
+
+# The simple baselines' learners: ``mean`` (item mean or popularity, the shrunk bias baseline,
+# the user's history) and biased MF.
+SIMPLE_LEARNERS = ("mean", "mf")
+
+
+def simple_lines(boards: list[Board], learner_of: dict[tuple[str, str], str]) -> list[str]:
+    """Per dataset and group: the best simple baseline's rank among every row, and the row
+    ranked first with its verdict against the bias baseline (``learner_of``: a (dataset,
+    method)'s learner)."""
+    lines = ["## The simple baselines' rank", "",
+             "The best simple baseline in each scenario (learner `mean`: item mean or popularity, "
+             "the shrunk bias baseline, the user's history; learner `mf`: biased MF), its rank "
+             "among every row, and the row ranked first with its verdict against the bias "
+             "baseline.", "",
+             "| dataset | scenario | best simple baseline | its rank | ranked first | "
+             "first vs bias baseline |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for found in boards:
+        for name, metric, entries in found.groups:
+            simple = [
+                (rank, entry)
+                for rank, entry in enumerate(entries, 1)
+                if learner_of.get((found.dataset, entry["method"])) in SIMPLE_LEARNERS
+            ]
+            if not simple:
+                continue
+            rank, best = simple[0]
+            first = entries[0]
+            lines.append(f"| {found.dataset} | {SCENARIO_LABELS.get(name, name)} | "
+                         f"{label(best['method'], best['text'])} | {rank} of {len(entries)} | "
+                         f"{label(first['method'], first['text'])} | "
+                         f"{_verdict(first, metric)} |")  # fmt: skip
+    return lines + [""]
+
+
+def coverage_lines(
+    datasets: list[str],
+    learners: list[str],
+    ran: dict[str, set[str]],
+    reasons: dict[str, dict[str, str]],
+    idle: dict[str, list[str]] | None = None,
+) -> list[str]:
+    """Every learner x dataset: ✓ where a row of the learner is on the board (``ran``: each
+    dataset's learners with rows); else its reason (``reasons[dataset][learner]``, from
+    ``experiments/coverage.yaml``) as a numbered note, or **not run** without one. Then the
+    experiment files with no row (``idle``: per dataset), each with its reason if any."""
+    notes: list[str] = []
+    lines = ["## Coverage: every learner on every dataset", "",
+             "✓: at least one row of the learner is on the board; otherwise why not (notes "
+             "below, from `experiments/coverage.yaml`).", "",
+             "| learner | " + " | ".join(datasets) + " |",
+             "|---|" + "---|" * len(datasets)]  # fmt: skip
+    for learner in learners:
+        cells = []
+        for dataset in datasets:
+            reason = reasons.get(dataset, {}).get(learner)
+            if learner in ran.get(dataset, set()):
+                cells.append("✓")
+            elif reason is None:
+                cells.append("**not run**")
+            else:
+                note = f"{dataset}, {learner}: {reason}"
+                if note not in notes:
+                    notes.append(note)
+                cells.append(f"n/a ({notes.index(note) + 1})")
+        lines.append(f"| {learner} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"{i}. {note}" for i, note in enumerate(notes, 1)), ""]
+    files = [f"- {dataset} `{method}`: {reasons.get(dataset, {}).get(method, '**not run**')}"
+             for dataset, methods in (idle or {}).items() for method in methods]  # fmt: skip
+    if files:
+        lines += ["Experiment files with no row on the board:", "", *files, ""]
+    return lines

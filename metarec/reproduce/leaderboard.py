@@ -7,7 +7,9 @@ hash) every experiment file with held-out warm users and varied data seeds into
 (:mod:`metarec.report.leaderboard`) over every dataset folder in ``<out>`` (this call's and
 earlier calls', e.g. one call per dataset with its own ``--methods``), with each dataset's runs,
 wall time and call. A dataset whose data are missing is
-listed as not run, with the path looked at; it is never silently dropped.
+listed as not run, with the path looked at; it is never silently dropped. The page ends with
+every registered learner x dataset: on the board, or the reason it is not
+(``experiments/coverage.yaml``), and every experiment file without a row.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from pathlib import Path
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_text, writable_folder
 from metarec.paths import experiments_root
-from metarec.report.leaderboard import LEGEND, board, board_lines, wins_lines
+from metarec.report.leaderboard import (
+    LEGEND,
+    board,
+    board_lines,
+    coverage_lines,
+    simple_lines,
+    wins_lines,
+)
+
+COVERAGE_FILE = "coverage.yaml"  # in the experiments folder: why a learner or file has no row
 
 
 def _data_root(dataset: str, roots: dict[str, str]) -> tuple[Path | None, bool]:
@@ -101,6 +112,55 @@ def leaderboard(
     return text, seconds
 
 
+def learners_of(dataset: str) -> dict[str, str]:
+    """Each experiment file of ``dataset`` (by name) and the learner it trains."""
+    from metarec.config.load import experiment_files, load_config
+    from metarec.reproduce.spec import experiments_folder
+
+    files = experiment_files(experiments_folder(dataset))
+    return {path.stem: load_config(path).learner.name for path in files}
+
+
+def coverage_reasons(root: Path | None = None) -> dict[str, dict[str, str]]:
+    """``experiments/coverage.yaml``: per dataset, why a learner or experiment file has no row
+    on the leaderboard; its names checked against the experiments and the learners."""
+    from omegaconf import OmegaConf
+
+    from metarec.catalog import LEARNERS
+
+    root = root or experiments_root()
+    path = root / COVERAGE_FILE
+    if not path.is_file():
+        return {}
+    reasons = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(reasons, dict):
+        raise ConfigError(f"{path}: expected a mapping of dataset -> name -> reason")
+    for dataset, names in reasons.items():
+        folder = root / dataset.replace("-", "_")
+        if not folder.is_dir() or not isinstance(names, dict):
+            raise ConfigError(f"{path}: '{dataset}' is not a dataset with experiments, "
+                              "mapping names to reasons")  # fmt: skip
+        for name in names:
+            if name not in LEARNERS and not (folder / f"{name}.yaml").is_file():
+                raise ConfigError(f"{path}: '{dataset}.{name}' is neither a learner nor an "
+                                  f"experiment file of {folder}")  # fmt: skip
+    return reasons
+
+
+def _coverage(boards: list) -> tuple[list[str], dict[tuple[str, str], str]]:
+    """The coverage section of the page, and each (dataset, method)'s learner."""
+    from metarec.catalog import LEARNERS
+
+    datasets = datasets_found(None)
+    files = {name: learners_of(name) for name in datasets}
+    on_board = {b.dataset: {e["method"] for _, _, es in b.groups for e in es} for b in boards}
+    ran = {name: {files[name][m] for m in on_board.get(name, ()) if m in files[name]}
+           for name in datasets}  # fmt: skip
+    idle = {name: sorted(set(files[name]) - on_board.get(name, set())) for name in datasets}
+    lines = coverage_lines(datasets, sorted(LEARNERS.names()), ran, coverage_reasons(), idle)
+    return lines, {(name, m): learner for name in datasets for m, learner in files[name].items()}
+
+
 def write_leaderboard(out: Path, missing: list[str] = ()) -> str:
     """``out/leaderboard.md`` from every dataset folder in ``out`` that holds a summary (this
     call's and earlier calls'), with each one's runs, wall time and the call that made it
@@ -128,9 +188,11 @@ def write_leaderboard(out: Path, missing: list[str] = ()) -> str:
              "<dataset>` with |", "|---|---|---|---|---|", *calls, ""]  # fmt: skip
     if missing:
         lines += ["Not run (data not found):", "", *missing, ""]
+    coverage, learner_of = _coverage(boards)
+    lines += simple_lines(boards, learner_of)
     for found in boards:
         lines += board_lines(found)
-    lines += wins_lines(boards)
+    lines += wins_lines(boards) + ["", *coverage]
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "leaderboard.md", text)
     return text
