@@ -22,6 +22,7 @@ from metarec.config.schema import DEFAULT_LEARNER, LearnerConfig, ModelConfig, R
 from metarec.datasets.synthetic import SyntheticSettings
 from metarec.errors import ConfigError
 from metarec.learners.maml import MAMLSettings
+from metarec.reproduce.leaderboard import COVERAGE_FILE
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -214,7 +215,7 @@ def yaml_files() -> list[Path]:
         path
         for pattern in ("*.yaml", "*.yml")
         for path in EXPERIMENTS.rglob(pattern)
-        if "sweeps" not in path.relative_to(EXPERIMENTS).parts
+        if "sweeps" not in path.relative_to(EXPERIMENTS).parts and path.name != COVERAGE_FILE
     )
 
 
