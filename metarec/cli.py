@@ -79,7 +79,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from metarec.reproduce.leaderboard import leaderboard, parse_roots
+    from metarec.paths import parse_roots
+    from metarec.reproduce.leaderboard import leaderboard
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     text, seconds = leaderboard(

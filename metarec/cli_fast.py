@@ -1,5 +1,7 @@
-"""The fast config check of ``metarec train`` and ``metarec sweep``: before torch is imported,
-the command's config (each trial's, for a sweep) is loaded by the same code as the full check
+"""The fast config check of ``metarec train``, ``sweep``, ``reproduce`` and ``leaderboard``:
+before torch is imported, the command's config (each trial's, for a sweep; each experiment file
+with the command's ``--set`` settings, for a reproduction or the leaderboard) is loaded by the
+same code as the full check
 (:func:`metarec.config.load.load_config`), with the learners' and datasets' settings rebuilt
 from the schema cache (:mod:`metarec.config.schema_cache`) instead of imported.
 
@@ -41,7 +43,26 @@ def _sweep(args: argparse.Namespace, catalog: Cached) -> None:
     load_sweep(args.sweep, args.set, catalog)
 
 
-CHECKS = {"train": _train, "sweep": _sweep}
+def _methods(args: argparse.Namespace) -> list[str] | None:
+    return args.methods.split(",") if args.methods else None
+
+
+def _reproduce(args: argparse.Namespace, catalog: Cached) -> None:
+    from metarec.config.load import check_experiments
+
+    root = {args.dataset: args.root} if args.root else None
+    check_experiments([args.dataset], _methods(args), args.set, root, catalog)
+
+
+def _leaderboard(args: argparse.Namespace, catalog: Cached) -> None:
+    from metarec.config.load import check_experiments
+    from metarec.paths import datasets_found, parse_roots
+
+    names = datasets_found(args.datasets.split(",") if args.datasets else None)
+    check_experiments(names, _methods(args), args.set, parse_roots(args.root), catalog)
+
+
+CHECKS = {"train": _train, "sweep": _sweep, "reproduce": _reproduce, "leaderboard": _leaderboard}
 
 
 def fast_check(args: argparse.Namespace) -> str:

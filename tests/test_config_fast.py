@@ -18,7 +18,7 @@ import pytest
 from metarec.catalog import DATASETS, LEARNERS
 from metarec.config import schema_cache
 from metarec.config.domain import Range, setting
-from metarec.config.load import load_config
+from metarec.config.load import check_experiments, load_config
 from metarec.config.schema import LearnerConfig
 from metarec.config.schema_cache import (
     TRAITS,
@@ -199,7 +199,7 @@ def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 def test_the_modules_a_config_check_runs_import_no_torch():
     light = "metarec metarec.cli metarec.config.load metarec.config.schema metarec.config.domain"
-    light += " metarec.errors metarec.sweep.spec metarec.config.schema_cache"
+    light += " metarec.errors metarec.sweep.spec metarec.config.schema_cache metarec.paths"
     heavy = ["torch", "lightning", "transformers", "peft", "metarec.catalog"]
     code = f"import importlib\nfor m in {light.split()!r}: importlib.import_module(m)\n"
     assert python(code + f"print([m for m in {heavy!r} if m in sys.modules])").stdout == "[]\n"
@@ -211,6 +211,28 @@ def test_a_bad_config_fails_before_torch_is_imported(warm):
         assert done.returncode == 2
         assert done.stderr == f"metarec: error: {full_error(MAML, overrides)}\n"
         assert done.stdout == "torch imported: False\n"
+
+
+def test_a_bad_setting_of_a_reproduction_or_leaderboard_fails_before_torch(warm):
+    """Every experiment file is checked with the ``--set`` settings: the first bad one is the
+    full check's error (``check_experiments``, which ``reproduce`` and ``leaderboard`` run
+    first), told without importing torch."""
+    commands = {
+        ("reproduce", "synthetic", "--set", "learner.inner_stepz=3"): "learner.inner_stepz=3",
+        ("leaderboard", "--datasets", "synthetic,melu-ml1m", "--methods", "maml", "--set",
+         "trainer.max_epochz=2"): "trainer.max_epochz=2",
+    }  # fmt: skip
+    for args, bad in commands.items():
+        datasets = ["synthetic", "melu-ml1m"] if args[0] == "leaderboard" else ["synthetic"]
+        methods = ["maml"] if "--methods" in args else None
+        with pytest.raises(ConfigError) as caught:
+            check_experiments(datasets, methods, [bad])
+        done = run_cli(list(args), warm)
+        assert done.returncode == 2
+        assert done.stderr == f"metarec: error: {caught.value}\n"
+        assert done.stdout == "torch imported: False\n"
+        # reproduce: the first file in name order (aldi.yaml) fails first; its learner lacks it
+        assert ("synthetic/aldi.yaml" in done.stderr) == (args[0] == "reproduce")
 
 
 def test_a_good_config_passes_the_fast_check_without_torch(warm):

@@ -8,10 +8,10 @@ import pytest
 
 from metarec.catalog import LEARNERS
 from metarec.errors import ConfigError
+from metarec.paths import datasets_found
 from metarec.report.leaderboard import board, board_lines, coverage_lines, simple_lines, wins_lines
 from metarec.reproduce.leaderboard import (
     coverage_reasons,
-    datasets_found,
     leaderboard,
     learners_of,
 )

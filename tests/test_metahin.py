@@ -16,7 +16,8 @@ from metarec.config.load import load_config
 from metarec.data import metahin as loader
 from metarec.data.scenarios import ColdStartTasks, planned_scenarios
 from metarec.errors import DataError
-from metarec.reproduce.spec import experiments_folder, plan
+from metarec.paths import experiments_folder
+from metarec.reproduce.spec import plan
 
 from .test_melu_loader import MOVIES, USERS, write_files
 

@@ -12,11 +12,13 @@ import pytest
 import torch
 
 import metarec.pipeline
+from metarec import paths
 from metarec import reproduce as rep
 from metarec.cli import main
 from metarec.errors import ConfigError, DataError
 from metarec.metrics.names import ESTIMATED
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
+from metarec.paths import experiments_folder
 from metarec.report.compare import aggregate, findings, table_lines, wins
 from metarec.reproduce import spec
 from metarec.task_cache import TaskCache
@@ -34,7 +36,7 @@ def experiments(tmp_path, monkeypatch):
     features, the text-only baseline."""
     folder = tmp_path / "experiments" / "synthetic"
     folder.mkdir(parents=True)
-    shipped = spec.EXPERIMENTS / "synthetic"
+    shipped = paths.experiments_root() / "synthetic"
     for path in [shipped / f"{name}.yaml" for name in ("mean", "ridge", "mf")]:
         shutil.copy(path, folder)
     if (shipped / "base.yaml").exists():  # what the experiment files leave to their base
@@ -42,7 +44,7 @@ def experiments(tmp_path, monkeypatch):
     (folder / "textsim.yaml").write_text(
         "name: t\ndata:\n  name: synthetic\nitem:\n  text: replace\nlearner:\n  name: textsim\n"
     )
-    monkeypatch.setattr(spec, "EXPERIMENTS", folder.parent)
+    monkeypatch.setattr(paths, "experiments_root", lambda: folder.parent)
     return folder
 
 
@@ -60,7 +62,7 @@ def test_plan_names_an_unknown_method_and_a_bad_seed_count(experiments):
     with pytest.raises(ConfigError, match="--seeds"):
         spec.plan(experiments, None, seeds=0)
     with pytest.raises(ConfigError, match="no experiments for 'nope'"):
-        spec.experiments_folder("nope")
+        experiments_folder("nope")
 
 
 def test_a_failed_run_is_in_the_table_and_the_others_are_aggregated(

@@ -12,10 +12,12 @@ import pytest
 import torch
 import yaml
 
+from metarec import paths
 from metarec import reproduce as rep
 from metarec.catalog import DATASETS
 from metarec.metrics.per_task import read_per_task, write_per_task
 from metarec.metrics.pooled import paired_auc_test, pooled_auc, pooled_auc_estimate
+from metarec.paths import experiments_folder
 from metarec.report.pooled import aggregate_pooled, write_pooled_report
 from metarec.report.pooled_table import grid_value, pooled_table_lines
 from metarec.report.reproduction import write_report
@@ -41,7 +43,7 @@ def test_grid_points_are_the_product_of_the_keys_values():
 
 
 def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
-    folder = spec.experiments_folder("tallrec-ml100k")
+    folder = experiments_folder("tallrec-ml100k")
     source = spec.dataset_of(folder)
     assert source is DATASETS.get("tallrec-ml100k")
     sizes = source.grid["data.tallrec.train_samples"]
@@ -65,13 +67,13 @@ def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
     assert settings[:2] == ["data.root=x", runs[0].grid] and "data.seed=0" in settings
     # melu-ml1m has no grid: its plan is unchanged.
     melu = spec.plan(
-        spec.experiments_folder("melu-ml1m"),
+        experiments_folder("melu-ml1m"),
         ["mean"],
         2,
         spec.TEXTS,
         spec.WARM_PASSES,
         False,
-        spec.dataset_of(spec.experiments_folder("melu-ml1m")).grid,
+        spec.dataset_of(experiments_folder("melu-ml1m")).grid,
     )
     assert [(r.grid, r.warm, r.seed) for r in melu] == [
         ("", w, s) for w in spec.WARM_PASSES for s in (0, 1)
@@ -81,10 +83,10 @@ def test_tallrec_rows_run_at_every_sample_size_in_one_warm_pass():
 def test_a_grid_run_names_its_point_and_a_rerun_skips_it(tmp_path, monkeypatch):
     folder = tmp_path / "experiments" / "synthetic"
     folder.mkdir(parents=True)
-    shutil.copy(spec.EXPERIMENTS / "synthetic" / "mean.yaml", folder)
-    if (spec.EXPERIMENTS / "synthetic" / "base.yaml").exists():
-        shutil.copy(spec.EXPERIMENTS / "synthetic" / "base.yaml", folder)
-    monkeypatch.setattr(spec, "EXPERIMENTS", folder.parent)
+    shutil.copy(paths.experiments_root() / "synthetic" / "mean.yaml", folder)
+    if (paths.experiments_root() / "synthetic" / "base.yaml").exists():
+        shutil.copy(paths.experiments_root() / "synthetic" / "base.yaml", folder)
+    monkeypatch.setattr(paths, "experiments_root", lambda: folder.parent)
     grid = {"data.synthetic.n_items": (150, 200)}
     monkeypatch.setattr(DATASETS.get("synthetic"), "grid", grid)
     out = tmp_path / "out"

@@ -35,10 +35,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metarec.config.load import load_config
+from metarec.config.load import check_experiments, load_config
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_json, writable_folder
 from metarec.metrics.names import NAMES
+from metarec.paths import experiments_folder
 from metarec.report.files import write_csv
 from metarec.report.reproduction import write_report
 from metarec.reproduce.runner import Job, run_jobs
@@ -48,7 +49,6 @@ from metarec.reproduce.spec import (
     Run,
     config_hash,
     dataset_of,
-    experiments_folder,
     plan,
     run_overrides,
 )
@@ -171,6 +171,7 @@ def reproduce(
     folder = experiments_folder(dataset)
     out = Path(out or Path("results") / folder.name)
     overrides = list(overrides or [])
+    check_experiments([dataset], methods, overrides)  # every file and setting, before any run
     source = dataset_of(folder)
     warms = warms or source.warm_passes or WARM_PASSES
     runs = plan(folder, methods, seeds, texts or TEXTS, warms, data_seeds, source.grid)

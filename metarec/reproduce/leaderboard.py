@@ -18,9 +18,10 @@ import json
 import time
 from pathlib import Path
 
+from metarec.config.load import check_experiments
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_text, writable_folder
-from metarec.paths import experiments_root
+from metarec.paths import datasets_found, experiments_folder, experiments_root
 from metarec.report.leaderboard import (
     LEGEND,
     board,
@@ -39,7 +40,6 @@ def _data_root(dataset: str, roots: dict[str, str]) -> tuple[Path | None, bool]:
     and whether that folder holds any file."""
     from metarec.catalog import DATASETS, data_root
     from metarec.config.load import experiment_files, load_config
-    from metarec.reproduce.spec import experiments_folder
 
     cfg = load_config(experiment_files(experiments_folder(dataset))[0]).data
     if not DATASETS.get(cfg.name).on_disk:
@@ -48,31 +48,8 @@ def _data_root(dataset: str, roots: dict[str, str]) -> tuple[Path | None, bool]:
     return root, root.is_dir() and any(root.iterdir())
 
 
-def parse_roots(items: list[str]) -> dict[str, str]:
-    """``--root NAME=PATH`` arguments as a dataset -> folder mapping."""
-    roots = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--root expects NAME=PATH, got '{item}'")
-        roots[name] = path
-    return roots
-
-
 def _has_experiment(dataset: str, method: str) -> bool:
-    from metarec.reproduce.spec import experiments_folder
-
     return (experiments_folder(dataset) / f"{method}.yaml").is_file()
-
-
-def datasets_found(names: list[str] | None) -> list[str]:
-    """The datasets asked for, else every experiments folder's (``melu-ml1m`` for
-    ``experiments/melu_ml1m``), in name order."""
-    if names:
-        return names
-    root = experiments_root()
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "sweeps")
-    return [name.replace("_", "-") for name in folders]
 
 
 def leaderboard(
@@ -95,6 +72,8 @@ def leaderboard(
     out = writable_folder(Path(out or Path("results") / "leaderboard"), "output folder")
     roots = roots or {}
     missing = []
+    # Every file with every setting first: a bad one fails before any run, data found or not.
+    check_experiments(datasets_found(names), methods, list(overrides or []), roots)
     for name in datasets_found(names):
         root, found = _data_root(name, roots)
         if not found:
@@ -115,7 +94,6 @@ def leaderboard(
 def learners_of(dataset: str) -> dict[str, str]:
     """Each experiment file of ``dataset`` (by name) and the learner it trains."""
     from metarec.config.load import experiment_files, load_config
-    from metarec.reproduce.spec import experiments_folder
 
     files = experiment_files(experiments_folder(dataset))
     return {path.stem: load_config(path).learner.name for path in files}

@@ -18,9 +18,7 @@ from pathlib import Path
 
 from metarec.config.load import load_config, to_yaml
 from metarec.errors import ConfigError
-from metarec.paths import experiments_root
 
-EXPERIMENTS = experiments_root()
 TEXTS = ("none", "join")  # item.text variants of every learner that reads item features
 # Warm-protocol passes (task.warm): heldout and seen share one training; warmup trains on less.
 WARM_PASSES = ("heldout,seen", "warmup")
@@ -48,16 +46,6 @@ def grid_points(grid: dict[str, tuple] | None) -> list[str]:
             raise ConfigError(f"grid key '{key}' has no values")
         points = [f"{point} {key}={value}".strip() for point in points for value in values]
     return points
-
-
-def experiments_folder(dataset: str, root: Path | None = None) -> Path:
-    """``experiments/<dataset>`` (``melu-ml1m`` and ``melu_ml1m`` both name it)."""
-    root = root or EXPERIMENTS
-    folder = root / dataset.replace("-", "_")
-    if not folder.is_dir():
-        known = sorted(path.name for path in root.iterdir() if path.is_dir())
-        raise ConfigError(f"no experiments for '{dataset}' in {root} (there are: {known})")
-    return folder
 
 
 def dataset_of(folder: Path) -> type:
