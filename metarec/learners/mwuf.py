@@ -93,6 +93,17 @@ class MWUFNet(nn.Module):
         super().__init__()
         self.base = base
         self.register_buffer("users", users)
+        # The (item, user) pairs of the table, by item, and their keys sorted: what ``shift``
+        # sums over and looks a task's own user up in (derived, so not saved).
+        valid = users >= 0
+        item_row, slot = valid.nonzero(as_tuple=True)
+        rater = users[item_row, slot]
+        self.raters = int(rater.max()) + 1 if len(rater) else 1  # user rows 0 .. raters - 1
+        self.register_buffer("pair_item", item_row, persistent=False)
+        self.register_buffer("pair_user", rater, persistent=False)
+        self.register_buffer("pair_keys", (item_row * self.raters + rater).sort().values,
+                             persistent=False)  # fmt: skip
+        self.register_buffer("user_count", valid.sum(1), persistent=False)
         dim = base.item_id.embedding_dim
         self.scaling = nn.Sequential(
             nn.Linear(base.item_features.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim)
@@ -102,19 +113,32 @@ class MWUFNet(nn.Module):
             nn.Linear(base.user_features.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim)
         )
 
-    def users_mean(self, item: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
-        """The mean feature embedding (T, N, user dim) of each item's (T, N) meta-training
-        users but the task's own ``user`` (T,), detached; 0 where there is none."""
-        rows = self.users[item]  # (T, N, K)
-        kept = (rows >= 0) & (rows != user[:, None, None])
-        embedded = self.base.user_features(rows.clamp(min=0)).detach()
-        weight = kept.to(embedded.dtype).unsqueeze(-1)
-        return (embedded * weight).sum(-2) / weight.sum(-2).clamp(min=1)
-
     def shift(self, item: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
-        """``tau_shift`` of items (T, N) in tasks of ``user`` (T,): 0 with no users."""
-        has_users = ((self.users[item] >= 0) & (self.users[item] != user[:, None, None])).any(-1)
-        return self.shifting(self.users_mean(item, user)) * has_users.unsqueeze(-1)
+        """``tau_shift = g(mean user embedding)`` of items (T, N) in tasks of ``user`` (T,):
+        ``g`` of the mean feature embedding of each item's meta-training users but the task's
+        own, detached; 0 with no such user.
+
+        ``g``'s first layer is linear, so it is applied to every user once and averaged after
+        (the mean of ``W e + b`` is ``W mean(e) + b``): each item's users are summed in ``g``'s
+        hidden width, once per call for the whole catalogue, and the task's own user is taken
+        out of the sum, rather than each (task, item) embedding all its users again."""
+        first, rest = self.shifting[0], self.shifting[1:]
+        known = torch.arange(self.raters, device=item.device)
+        with torch.no_grad():
+            embedded = self.base.user_features(known)  # (U, user dim), detached
+        projected = embedded @ first.weight.T  # (U, hidden): g's first layer, no bias yet
+        sums = projected.new_zeros(len(self.users), projected.shape[1])
+        sums = sums.index_add(0, self.pair_item, projected[self.pair_user])  # (items, hidden)
+        # How often the task's own user is among each item's users: its (item, user) key's
+        # count in the sorted keys (a user row past the table's is in none).
+        key = item * self.raters + user.unsqueeze(-1)
+        own = torch.searchsorted(self.pair_keys, key, right=True)
+        own = (own - torch.searchsorted(self.pair_keys, key)) * (user < self.raters).unsqueeze(-1)
+        count = self.user_count[item] - own
+        mine = projected[user.clamp(max=self.raters - 1)].unsqueeze(1)  # (T, 1, hidden)
+        total = sums[item] - own.unsqueeze(-1).to(sums.dtype) * mine
+        mean = total / count.clamp(min=1).unsqueeze(-1).to(sums.dtype) + first.bias
+        return rest(mean) * (count > 0).unsqueeze(-1)
 
     def warmed(self, item: torch.Tensor, user: torch.Tensor, cold: torch.Tensor) -> torch.Tensor:
         """``e_cold * tau_scale + tau_shift`` for items (T, N) with cold embeddings
