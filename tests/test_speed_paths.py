@@ -1,7 +1,8 @@
 """The fast paths equal the reference paths they replace, in float64 on small synthetic tasks.
 
 - ``InnerLoop.adapt`` takes every task's inner gradients in one plain-autograd backward under a
-  vmapped forward; the reference is ``vmap`` of the per-task ``torch.func.grad`` loop
+  vmapped forward, and where no embedding adapts (MeLU, ANIL) computes the feature embeddings
+  once for every step; the reference is ``vmap`` of the per-task ``torch.func.grad`` loop
   (:func:`inner_loop`), which it was until then: same meta-gradients, same predictions.
 - MeLU's network splits its first layer's weight, stacks its feature embeddings and reads a
   cut table's mixing rows without a gather; the references are its ``features`` + ``head``
@@ -85,8 +86,10 @@ def _meta_gradient(learner, batch) -> list[torch.Tensor]:
     [
         ("maml", ["learner.adapt=all", "learner.inner_steps=3"]),  # second order, cut tables
         ("fomaml", ["learner.adapt=all", "learner.inner_steps=3"]),
-        ("melu", ["learner.inner_steps=2"]),  # decision layers only: no table is cut
+        ("melu", ["learner.inner_steps=2"]),  # decision layers only: embedded once
+        ("anil", ["learner.inner_steps=2"]),  # the last layer only: embedded once
         ("metasgd", ["learner.adapt=all", "learner.inner_steps=2"]),  # a rate per weight
+        ("metasgd", ["learner.adapt=decision", "learner.inner_steps=2"]),
     ],
 )
 def test_meta_gradients_equal_the_per_task_torch_func_loop(
@@ -103,7 +106,7 @@ def test_meta_gradients_equal_the_per_task_torch_func_loop(
         torch.testing.assert_close(got, expected, **TOL, msg=lambda m, i=index: f"param {i}: {m}")
 
 
-@pytest.mark.parametrize("name", ["maml", "finetune"])
+@pytest.mark.parametrize("name", ["maml", "finetune", "melu", "anil"])
 def test_serving_predictions_equal_the_per_task_torch_func_loop(small_tasks, monkeypatch, name):
     learner = _learner(small_tasks, name, "learner.inner_steps=4").eval()
     batch = _batch(small_tasks.test["new_user"], n_tasks=8)

@@ -68,20 +68,27 @@ class MeLUNet(nn.Module):
         layers = self.decision.named_children()
         return [f"decision.{name}" for name, layer in layers if isinstance(layer, nn.Linear)]
 
-    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings for (user row, item row) pairs of any broadcastable shape.
+    def forward(
+        self, user: torch.Tensor, item: torch.Tensor, embedded: bool = False
+    ) -> torch.Tensor:
+        """Predicted ratings for (user row, item row) pairs of any broadcastable shape; with
+        ``embedded``, ``user`` and ``item`` are their feature embeddings already (each with
+        its width last), as a learner that adapts only the decision layers computes them
+        once for every inner step.
 
         The first layer applied to ``cat([user features, item features])`` is computed as
         its user part plus its item part, each on its own rows: a task's one user is
         embedded and multiplied once, not once per item it rated.
         """
-        shape = torch.broadcast_shapes(user.shape, item.shape)
+        if not embedded:
+            user, item = self.user_features(user), self.item_features(item)
+        shape = torch.broadcast_shapes(user.shape[:-1], item.shape[:-1])
         first, rest = self.decision[0], self.decision[1:]
         # split, not two slices: its gradient is one concatenation, not two zero-filled copies
         sizes = [self.user_features.out_dim, self.item_features.out_dim]
         user_weight, item_weight = first.weight.split(sizes, dim=1)
-        user_part = F.linear(self.user_features(user), user_weight, first.bias)
-        item_part = F.linear(self.item_features(item), item_weight)
-        user_part = user_part.reshape((1,) * (len(shape) - user.dim()) + user_part.shape)
+        user_part = F.linear(user, user_weight, first.bias)
+        item_part = F.linear(item, item_weight)
+        user_part = user_part.reshape((1,) * (len(shape) + 1 - user.dim()) + user_part.shape)
         out = rest(user_part + item_part).squeeze(-1)
         return torch.sigmoid(out) if self.binary else out

@@ -97,6 +97,8 @@ class InnerLoop(NamedTuple):
         uses. ``weights``: ``net``'s weights, those that adapt fast (default: every trainable
         weight, :func:`split_params`)."""
         weights = split_params(net) if weights is None else weights
+        if embeds_once(net, weights.fast):
+            return self._adapt_embedded(net, support, weights)
         local = localize(net, weights.fast, weights.buffers, support["user"], support["item"])
         tables, n_tasks = set(local.tables), len(support["user"])
         lr = self.lr
@@ -116,6 +118,27 @@ class InnerLoop(NamedTuple):
 
         adapted = self._replace(lr=lr).batched_steps(support_loss, fast)
         return Adapted(adapted, local.tables, net, weights)
+
+    def _adapt_embedded(
+        self, net: nn.Module, support: Mapping[str, torch.Tensor], weights: Weights
+    ) -> Adapted:
+        """:meth:`adapt` where no embedding adapts: the support set's feature embeddings are
+        computed once, outside the steps, and every step runs the decision layers on them."""
+        user, item = embed(net, weights, support["user"], support["item"])
+        n_tasks = len(support["user"])
+        fast = {k: v.expand(n_tasks, *v.shape) for k, v in weights.fast.items()}
+
+        def one_task(task_fast: Params, user, item) -> torch.Tensor:
+            params = ({**weights.frozen, **task_fast}, weights.buffers)
+            return functional_call(net, params, (user, item), {"embedded": True})
+
+        forward = vmap(one_task, in_dims=(0, 0, 0))
+
+        def support_loss(task_fast: Params) -> torch.Tensor:
+            pred = forward(task_fast, user, item)
+            return self.loss(pred, support["rating"], support["mask"]).sum()
+
+        return Adapted(self.batched_steps(support_loss, fast), {}, net, weights, embedded=True)
 
     def batched_steps(self, support_loss: Callable[[Params], torch.Tensor], fast: Params) -> Params:
         """``steps`` gradient steps of per-task weights ``fast`` (leading task dimension) on
@@ -232,20 +255,49 @@ def localize(net: nn.Module, fast: Params, buffers: Params, user, item) -> Local
     return Local(fast, buffers, tables, frozenset(per_task), inputs["user"], inputs["item"])
 
 
+def embeds_once(net: nn.Module, fast: Params) -> bool:
+    """Whether ``net`` takes its feature embeddings as inputs (``forward(..., embedded=True)``,
+    with ``FEATURE_INPUTS``) and none of them adapts: then they are the same at every inner
+    step, and computed once."""
+    prefixes = tuple(f"{prefix}." for prefix in getattr(net, "FEATURE_INPUTS", {}))
+    return bool(prefixes) and not any(name.startswith(prefixes) for name in fast)
+
+
+def embed(net: nn.Module, weights: Weights, user: torch.Tensor, item: torch.Tensor):
+    """The feature embeddings of ``user`` and ``item`` (by ``FEATURE_INPUTS``) with the
+    frozen weights (detached where those are)."""
+    inputs = {"user": user, "item": item}
+    out = {}
+    for prefix, name in net.FEATURE_INPUTS.items():
+        params = (_below(weights.frozen, prefix), _below(weights.buffers, prefix))
+        out[name] = functional_call(net.get_submodule(prefix), params, (inputs[name],))
+    return out["user"], out["item"]
+
+
 class Adapted(NamedTuple):
     """Per-task adapted weights (tables cut to the support set's rows) and those rows, with
-    the network and the weights they adapted from: what :meth:`predict` needs."""
+    the network and the weights they adapted from: what :meth:`predict` needs. ``embedded``:
+    the network ran on feature embeddings computed once (:func:`embeds_once`)."""
 
     fast: Params
     tables: dict[str, LocalRows]
     net: nn.Module
     start: Weights
+    embedded: bool = False
 
     def predict(self, query: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(T, Q) predictions of each task's query items with its adapted weights: a table
         row the support set touched is the task's adapted row, any other the initial one (in
         ``start.fast``)."""
         net, (_, frozen, buffers) = self.net, self.start
+        if self.embedded:
+            user, item = embed(net, self.start, query["user"], query["item"])
+
+            def on_embeddings(task_fast: Params, user, item) -> torch.Tensor:
+                params = ({**frozen, **task_fast}, buffers)
+                return functional_call(net, params, (user, item), {"embedded": True})
+
+            return vmap(on_embeddings)(self.fast, user, item)
         local = localize(net, self.start.fast, buffers, query["user"], query["item"])
         weights = dict(self.fast)
         for key, rows in local.tables.items():
