@@ -15,6 +15,7 @@ import metarec.pipeline
 from metarec import paths
 from metarec import reproduce as rep
 from metarec.cli import main
+from metarec.config.load import load_config
 from metarec.errors import ConfigError, DataError
 from metarec.metrics.names import ESTIMATED
 from metarec.metrics.per_task import PER_TASK_FILE, read_per_task, write_per_task
@@ -54,6 +55,26 @@ def test_plan_gives_text_variants_only_to_learners_that_read_item_text(experimen
     assert variants == {("mean", "none"), ("mf", "none"), ("ridge", "none"),
                         ("ridge", "join"), ("textsim", "replace")}  # fmt: skip
     assert sorted(run.seed for run in runs if run.method == "ridge") == [0, 0, 1, 1]
+
+
+def test_runs_on_the_same_tasks_are_scheduled_together_longest_first(experiments, tmp_path):
+    (experiments / "ridge.yaml").write_text(
+        (experiments / "ridge.yaml").read_text() + "\ntrainer:\n  max_epochs: 40\n"
+    )
+    runs = spec.plan(experiments, None, seeds=2, data_seeds=True)  # 2 data seeds x 3 texts
+    order = rep.schedule(runs, [], tmp_path)
+    assert sorted(order, key=runs.index) == runs  # every run, once
+    keys = [TaskCache.key(load_config(run.config, spec.run_overrides(run, [], tmp_path)))
+            for run in order]  # fmt: skip
+    groups = [key for i, key in enumerate(keys) if i == 0 or key != keys[i - 1]]
+    assert len(groups) == len(set(keys)) == 6  # each group's runs adjacent
+    epochs = [load_config(run.config).trainer.max_epochs for run in order]
+    # The groups holding a 40-epoch ridge run come first; in each group the longest first.
+    firsts = [epochs[keys.index(key)] for key in groups]
+    assert firsts == sorted(firsts, reverse=True) and firsts[0] == 40
+    for key in groups:
+        mine = [e for e, k in zip(epochs, keys, strict=True) if k == key]
+        assert mine == sorted(mine, reverse=True)
 
 
 def test_plan_names_an_unknown_method_and_a_bad_seed_count(experiments):

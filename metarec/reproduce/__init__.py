@@ -53,6 +53,7 @@ from metarec.reproduce.spec import (
     run_overrides,
 )
 from metarec.resume import failure_of
+from metarec.task_cache import TaskCache
 
 # runs.csv's columns (runs.json holds every key of a row).
 RUN_FIELDS = ["method", "text", "seed", "warm", "scenario", "status", "seconds", "val_mae",
@@ -96,6 +97,20 @@ def _key(run: Run) -> dict:
     return {"method": run.method, **grid, "text": run.text, "seed": run.seed, "warm": run.warm}
 
 
+def schedule(todo: list[Run], overrides: list[str], out: Path) -> list[Run]:
+    """The order to run ``todo`` in: runs on the same tasks (same data, item text and task
+    settings) one after another, so that a worker prepares them once
+    (:class:`metarec.task_cache.TaskCache`); each group's runs and the groups longest first
+    (by epochs), so that no long run is left alone at the end of the pool."""
+    configs = {run: load_config(run.config, run_overrides(run, overrides, out)) for run in todo}
+    tasks = {run: TaskCache.key(cfg) for run, cfg in configs.items()}
+    epochs = {run: cfg.trainer.max_epochs for run, cfg in configs.items()}
+    longest: dict[str, int] = {}
+    for run in todo:
+        longest[tasks[run]] = max(longest.get(tasks[run], 0), epochs[run])
+    return sorted(todo, key=lambda run: (-longest[tasks[run]], tasks[run], -epochs[run]))
+
+
 def run_all(
     runs: list[Run], overrides: list[str], out: Path, jobs: int = 1, progress: bool = True
 ) -> list[dict]:
@@ -116,10 +131,7 @@ def run_all(
             done.setdefault(key, []).append(row)
     results = {run: done.get((run.method, run.grid, run.text, run.seed, run.warm, digests[run]))
                for run in runs}  # fmt: skip
-    todo = [run for run in runs if not results[run]]
-    # Longest first (by epochs), so that no long run is left alone at the end of the pool.
-    epochs = {run: load_config(run.config).trainer.max_epochs for run in todo}
-    todo.sort(key=lambda run: -epochs[run])
+    todo = schedule([run for run in runs if not results[run]], overrides, out)
     work = [Job(run.config, run_overrides(run, overrides, out),
                 {**_key(run), "config": digests[run]})
             for run in todo]  # fmt: skip
