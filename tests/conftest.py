@@ -167,3 +167,18 @@ def scenario_mse(learner, tasks, scenario: str) -> float:
     with torch.no_grad():
         pred = learner(batch)
     return masked_mse(pred, batch["query_rating"], batch["query_mask"]).mean().item()
+
+
+def assert_base_gets_only_its_own_gradient(learner, tasks, others) -> None:
+    """A cold-start learner whose training loss sums the base model's own loss
+    (``net.base.warm_loss``) and a loss of meta networks ``others`` that read the base
+    detached: the base's gradient of the total is that of its own loss, and its own loss
+    gives ``others`` none."""
+    batch = tasks.train[torch.arange(8)]
+    base = dict(learner.net.base.named_parameters())
+    total = torch.autograd.grad(learner.training_loss(batch), list(base.values()))
+    own = torch.autograd.grad(learner.net.base.warm_loss(batch, learner.loss), list(base.values()))
+    for name, expected, actual in zip(base, own, total, strict=True):
+        torch.testing.assert_close(actual, expected, msg=name)
+    base_loss = learner.net.base.warm_loss(batch, learner.loss)
+    assert all(g is None for g in torch.autograd.grad(base_loss, others, allow_unused=True))

@@ -12,7 +12,7 @@ from metarec.build import build_learner
 from metarec.config.load import load_config
 from metarec.learners.mwuf import item_users
 
-from .conftest import SMALL, fit, scenario_mse
+from .conftest import SMALL, assert_base_gets_only_its_own_gradient, fit, scenario_mse
 
 
 def _learner(tasks, *overrides):
@@ -103,15 +103,8 @@ def test_item_users_are_a_sample_of_the_raters(small_tasks):
 
 def test_cold_loss_trains_the_base_and_warm_loss_the_meta_networks(small_tasks):
     learner = _learner(small_tasks).train()
-    batch = small_tasks.train[torch.arange(8)]
-    base = dict(learner.net.base.named_parameters())
-    total = torch.autograd.grad(learner.training_loss(batch), list(base.values()))
-    own = torch.autograd.grad(learner.net.base.warm_loss(batch, learner.loss), list(base.values()))
-    for name, expected, actual in zip(base, own, total, strict=True):
-        torch.testing.assert_close(actual, expected, msg=name)
     meta = [*learner.net.scaling.parameters(), *learner.net.shifting.parameters()]
-    cold_loss = learner.net.base.warm_loss(batch, learner.loss)
-    assert all(g is None for g in torch.autograd.grad(cold_loss, meta, allow_unused=True))
+    assert_base_gets_only_its_own_gradient(learner, small_tasks, meta)
 
 
 def test_meta_training_predicts_new_items_better(small_tasks):
