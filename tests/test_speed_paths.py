@@ -25,12 +25,14 @@ from metarec.build import build_learner
 from metarec.config.load import load_config
 from metarec.data.batch import support_of
 from metarec.encoders.features import FeatureEmbedding
+from metarec.learners import functional
 from metarec.learners.functional import Adapted, InnerLoop, Weights, inner_loop, localize
 
 from .conftest import SMALL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import efficiency  # noqa: E402  (benchmarks/ is no package)
+import embed_once  # noqa: E402
 import meta_training  # noqa: E402
 import serving  # noqa: E402
 
@@ -216,3 +218,25 @@ def test_harnesses_report_their_efficiency_and_serving_picks_its_batch(tmp_path)
     assert set(serve["users_per_second_by_batch_size"]) == {"6"}
     summary = efficiency.summary(trained, served).splitlines()
     assert len(summary) == 3 and summary[-1].startswith("1 | ")
+
+
+def test_the_embed_once_harness_checks_both_paths_agree_and_restores_the_switch(tmp_path):
+    small = [
+        "--set",
+        "learner.meta_batch_size=4",
+        "--steps",
+        "1",
+        "--out",
+        str(tmp_path / "e.json"),
+    ]
+    report = embed_once.main([*SMALL_RUN, *small])
+    assert functional.embeds_once is embed_once.ORIGINAL  # the switch is back on
+    assert set(report["learners"]) == {"melu", "anil"}
+    for found in report["learners"].values():
+        assert found["max_abs_diff"] <= 1e-5 * found["max_abs_grad"]  # the same meta-gradients
+        rates = found["by_threads"]["1"]
+        assert (
+            rates["ratio"]
+            == rates["meta_steps_per_second"]["once"]
+            / (rates["meta_steps_per_second"]["every step"])
+        )
