@@ -22,6 +22,17 @@ def relu_layers(width: int, hidden: list[int]) -> tuple[list[nn.Module], int]:
     return layers, width
 
 
+def output_layer(width: int, binary: bool, rating_mean: float) -> nn.Linear:
+    """``Linear(width, 1)`` whose bias starts at the mean rating, not at 0 (on 0/1 targets,
+    ``binary``, at the logit of the like rate)."""
+    out = nn.Linear(width, 1)
+    if binary:
+        rate = min(max(rating_mean, 1e-3), 1 - 1e-3)
+        rating_mean = math.log(rate / (1 - rate))
+    nn.init.constant_(out.bias, rating_mean)
+    return out
+
+
 class MeLUNet(nn.Module):
     """Concatenated feature embeddings -> ReLU layers -> rating (Lee et al., KDD 2019).
 
@@ -39,13 +50,8 @@ class MeLUNet(nn.Module):
         layers, width = relu_layers(
             self.user_features.out_dim + self.item_features.out_dim, cfg.hidden
         )
-        out = nn.Linear(width, 1)
         self.binary = dataset.binary
-        if self.binary:
-            rate = min(max(rating_mean, 1e-3), 1 - 1e-3)
-            rating_mean = math.log(rate / (1 - rate))  # logit of the like rate
-        nn.init.constant_(out.bias, rating_mean)  # start at the mean rating, not at 0
-        self.decision = nn.Sequential(*layers, out)
+        self.decision = nn.Sequential(*layers, output_layer(width, self.binary, rating_mean))
 
     # The input each feature embedding reads: lets a learner adapt only a task's rows.
     FEATURE_INPUTS = {"user_features": "user", "item_features": "item"}

@@ -37,7 +37,6 @@ layers or an output scaling was not checked.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,7 +50,7 @@ from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
-from metarec.encoders.network import relu_layers
+from metarec.encoders.network import output_layer, relu_layers
 from metarec.learners.base import MetaLearner
 from metarec.learners.functional import Loss
 from metarec.registry import LEARNERS
@@ -75,13 +74,8 @@ class ItemIDNet(nn.Module):
         self.register_buffer("seen", seen)
         width = self.user_features.out_dim + self.item_features.out_dim + dim
         layers, width = relu_layers(width, model.hidden)
-        out = nn.Linear(width, 1)
         self.binary = dataset.binary
-        if self.binary:
-            rate = min(max(rating_mean, 1e-3), 1 - 1e-3)
-            rating_mean = math.log(rate / (1 - rate))  # logit of the like rate
-        nn.init.constant_(out.bias, rating_mean)  # start at the mean rating, not at 0
-        self.decision = nn.Sequential(*layers, out)
+        self.decision = nn.Sequential(*layers, output_layer(width, self.binary, rating_mean))
 
     @classmethod
     def for_tasks(cls, tasks: ColdStartTasks, model: ModelConfig) -> ItemIDNet:
