@@ -140,8 +140,8 @@ LEGEND = (
 
 
 # The simple baselines' learners: ``mean`` (item mean or popularity, the shrunk bias baseline,
-# the user's history) and biased MF.
-SIMPLE_LEARNERS = ("mean", "mf")
+# the user's history), biased MF, and ``textsim`` (item texts' cosine, no training).
+SIMPLE_LEARNERS = ("mean", "mf", "textsim")
 
 
 def simple_lines(boards: list[Board], learner_of: dict[tuple[str, str], str]) -> list[str]:
@@ -150,7 +150,8 @@ def simple_lines(boards: list[Board], learner_of: dict[tuple[str, str], str]) ->
     method)'s learner)."""
     lines = ["## The simple baselines' rank", "",
              "The best simple baseline in each scenario (learner `mean`: item mean or popularity, "
-             "the shrunk bias baseline, the user's history; learner `mf`: biased MF), its rank "
+             "the shrunk bias baseline, the user's history; `mf`: biased MF; `textsim`: the "
+             "cosine of item texts to the user's rated items', no training), its rank "
              "among every row, and the row ranked first with its verdict against the bias "
              "baseline.", "",
              "| dataset | scenario | best simple baseline | its rank | ranked first | "
