@@ -40,7 +40,7 @@ from metarec.config.schema import RunConfig
 from metarec.data.batch import Batch
 from metarec.data.scenarios import ColdStartTasks
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import Loss
+from metarec.learners.losses import Loss
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "melu_ml1m" / "maml.yaml"

@@ -33,7 +33,7 @@ from metarec.build import prepare_tasks
 from metarec.data.batch import Batch
 from metarec.data.tasks import TaskSet
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import Loss
+from metarec.learners.losses import Loss
 
 # Users adapted at once that ``choose_batch_size`` tries when --batch-size is not given.
 BATCH_SIZES = (64, 128, 256, 512)

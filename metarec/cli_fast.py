@@ -48,14 +48,14 @@ def _methods(args: argparse.Namespace) -> list[str] | None:
 
 
 def _reproduce(args: argparse.Namespace, catalog: Cached) -> None:
-    from metarec.config.load import check_experiments
+    from metarec.config.experiments import check_experiments
 
     root = {args.dataset: args.root} if args.root else None
     check_experiments([args.dataset], _methods(args), args.set, root, catalog)
 
 
 def _leaderboard(args: argparse.Namespace, catalog: Cached) -> None:
-    from metarec.config.load import check_experiments
+    from metarec.config.experiments import check_experiments
     from metarec.paths import datasets_found, parse_roots
 
     names = datasets_found(args.datasets.split(",") if args.datasets else None)

@@ -161,7 +161,7 @@ def fit(learner, tasks, epochs: int = 1, steps: int = -1, eval_batch: int = 64):
 
 def scenario_mse(learner, tasks, scenario: str) -> float:
     """Mean over the tasks of ``scenario`` of each task's query MSE, ``learner`` as it is."""
-    from metarec.learners.functional import masked_mse
+    from metarec.learners.losses import masked_mse
 
     batch = tasks.test[scenario][torch.arange(len(tasks.test[scenario]))]
     with torch.no_grad():

@@ -18,7 +18,8 @@ import pytest
 from metarec.catalog import DATASETS, LEARNERS
 from metarec.config import schema_cache
 from metarec.config.domain import Range, setting
-from metarec.config.load import check_experiments, load_config
+from metarec.config.experiments import check_experiments
+from metarec.config.load import load_config
 from metarec.config.schema import LearnerConfig
 from metarec.config.schema_cache import (
     TRAITS,
@@ -200,6 +201,7 @@ def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def test_the_modules_a_config_check_runs_import_no_torch():
     light = "metarec metarec.cli metarec.config.load metarec.config.schema metarec.config.domain"
     light += " metarec.errors metarec.sweep.spec metarec.config.schema_cache metarec.paths"
+    light += " metarec.config.experiments"
     heavy = ["torch", "lightning", "transformers", "peft", "metarec.catalog"]
     code = f"import importlib\nfor m in {light.split()!r}: importlib.import_module(m)\n"
     assert python(code + f"print([m for m in {heavy!r} if m in sys.modules])").stdout == "[]\n"

@@ -19,7 +19,7 @@ from metarec.data.scenarios import ITEM_SCENARIOS, SCENARIOS, ColdStartTasks
 from metarec.datasets.synthetic import SyntheticConfig, SyntheticSettings, make_synthetic
 from metarec.encoders.features import FeatureEmbedding
 from metarec.errors import ConfigError, DataError
-from metarec.learners.functional import masked_bce, masked_mse
+from metarec.learners.losses import masked_bce, masked_mse
 
 from .conftest import SMALL
 

@@ -12,14 +12,8 @@ from torch import nn
 from metarec.catalog import LEARNERS
 from metarec.config.schema import LearnerConfig, TaskConfig
 from metarec.learners.base import LearnerContext, MetaLearner
-from metarec.learners.functional import (
-    InnerLoop,
-    Weights,
-    inner_loop,
-    masked_bce,
-    masked_mse,
-    split_params,
-)
+from metarec.learners.functional import InnerLoop, Weights, inner_loop, split_params
+from metarec.learners.losses import masked_bce, masked_mse
 from metarec.metrics import binary_task_metrics, task_metrics
 from metarec.metrics.evaluate import batch_metrics, flat_metrics, metric_key, task_columns
 

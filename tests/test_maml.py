@@ -9,7 +9,7 @@ from torch.func import functional_call
 from metarec.build import build_learner
 from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of
-from metarec.learners.functional import masked_mse
+from metarec.learners.losses import masked_mse
 
 from .conftest import SMALL
 

@@ -10,7 +10,7 @@ import torch
 
 from metarec.build import build_learner
 from metarec.config.load import load_config
-from metarec.learners.functional import masked_mse
+from metarec.learners.losses import masked_mse
 from metarec.learners.metaemb import two_phase_loss
 
 from .conftest import SMALL, assert_base_gets_only_its_own_gradient, fit, scenario_mse

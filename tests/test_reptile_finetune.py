@@ -16,7 +16,7 @@ from metarec.config.load import load_config
 from metarec.data.batch import query_of, support_of, whole_task
 from metarec.errors import ConfigError
 from metarec.learners.base import LearnerContext
-from metarec.learners.functional import masked_mse
+from metarec.learners.losses import masked_mse
 
 from .conftest import SMALL
 

@@ -31,7 +31,7 @@ from metarec.config.domain import violation
 from metarec.config.registries import INSTALLED, Registries
 from metarec.config.schema import DEFAULT_DATASET, DEFAULT_LEARNER, RunConfig
 from metarec.errors import ConfigError
-from metarec.paths import experiments_folder, experiments_root
+from metarec.paths import experiments_root
 from metarec.registry import Registry
 
 # In an experiment folder: the settings its other files share, merged under each of them.
@@ -297,21 +297,3 @@ def load_config(
 def to_yaml(config: RunConfig) -> str:
     """The resolved config as YAML, loadable again by ``load_config``."""
     return OmegaConf.to_yaml(OmegaConf.structured(config))
-
-
-def check_experiments(
-    datasets: list[str],
-    methods: list[str] | None,
-    overrides: list[str],
-    roots: dict[str, str] | None = None,
-    catalog: Registries = INSTALLED,
-) -> None:
-    """Load every experiment file of ``datasets`` (those named in ``methods`` if given) with
-    ``overrides`` (after the dataset's ``data.root`` in ``roots``): a bad file or setting is a
-    ``ConfigError`` before any run starts. ``metarec reproduce`` and ``leaderboard`` call it
-    first, and the CLI's fast check calls it before torch is imported."""
-    for dataset in datasets:
-        root = [f"data.root={roots[dataset]}"] if roots and dataset in roots else []
-        for path in experiment_files(experiments_folder(dataset)):
-            if methods is None or path.stem in methods:
-                load_config(path, [*root, *overrides], catalog=catalog)

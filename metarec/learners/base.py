@@ -23,7 +23,7 @@ from metarec.distributed import share_of_meta_batch
 from metarec.encoders.network import MeLUNet
 from metarec.errors import TrainingDiverged
 from metarec.learners.evaluator import Evaluator, learning_rates
-from metarec.learners.functional import task_loss
+from metarec.learners.losses import task_loss
 from metarec.learners.residual import Residuals
 from metarec.metrics.evaluate import Scoring, flat_metrics, metric_key
 

@@ -28,6 +28,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from metarec.encoders.features import LocalRows
+from metarec.learners.losses import Loss, masked_mse
 
 Params = dict[str, torch.Tensor]
 
@@ -56,27 +57,6 @@ def split_params(
     for name, param in net.named_parameters():
         (fast if adapts(name, param) else frozen)[name] = param.detach() if detach else param
     return Weights(fast, frozen, dict(net.named_buffers()))
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the last dimension where ``mask`` is true (per task if batched)."""
-    weight = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)
-
-
-# Probabilities are clipped this far from 0 and 1 so that the log-loss stays finite.
-EPS = 1e-6
-
-
-def masked_bce(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of probabilities over the last dimension where ``mask`` is true."""
-    weight = mask.to(prob.dtype)
-    prob = prob.clamp(EPS, 1 - EPS)
-    loss = -(target * prob.log() + (1 - target) * (1 - prob).log())
-    return (loss * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)
-
-
-Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class InnerLoop(NamedTuple):
@@ -166,11 +146,6 @@ def sgd_step(fast: Params, grads: Params, lr: float | Params) -> Params:
         return {name: weight - lr[name] * grads[name] for name, weight in fast.items()}
     # one fused pass over each weight (embedding tables are large per-task copies)
     return {name: torch.add(weight, grads[name], alpha=-lr) for name, weight in fast.items()}
-
-
-def task_loss(target: str) -> Loss:
-    """The per-task loss of a ``task.target``: MSE for ratings, cross-entropy for likes."""
-    return masked_bce if target == "like" else masked_mse
 
 
 def call(net: nn.Module, fast: Params, frozen: Params, buffers: Params, *args) -> torch.Tensor:

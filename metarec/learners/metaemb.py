@@ -52,7 +52,7 @@ from metarec.data.schema import RecDataset
 from metarec.encoders.features import FeatureEmbedding
 from metarec.encoders.network import output_layer, relu_layers
 from metarec.learners.base import MetaLearner
-from metarec.learners.functional import Loss
+from metarec.learners.losses import Loss
 from metarec.registry import LEARNERS
 
 

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from metarec.config.load import check_experiments, load_config
+from metarec.config.experiments import check_experiments
+from metarec.config.load import load_config
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_json, writable_folder
 from metarec.metrics.names import NAMES

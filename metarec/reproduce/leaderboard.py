@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from metarec.config.load import check_experiments
+from metarec.config.experiments import check_experiments
 from metarec.errors import ConfigError
 from metarec.io import atomic_write_text, writable_folder
 from metarec.paths import datasets_found, experiments_folder, experiments_root
