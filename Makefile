@@ -46,7 +46,7 @@ wheel-check: install
 	@set -eu; start=$$(date +%s); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	rm -rf build; \
 	$(PY) -m pip wheel --quiet --no-deps -w "$$tmp/dist" .; \
-	$(PY) -m zipfile -l "$$tmp"/dist/metarec-*.whl | grep -q 'metarec/experiments/synthetic/maml.yaml'; \
+	$(PY) -m zipfile -l "$$tmp"/dist/metarec-*.whl | grep 'metarec/experiments/synthetic/maml.yaml' > /dev/null; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
 	"$$tmp/venv/bin/python" -m pip install --quiet $(TORCH_SPEC); \
 	"$$tmp/venv/bin/python" -m pip install --quiet "$$tmp"/dist/metarec-*.whl; \
