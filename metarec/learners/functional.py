@@ -109,10 +109,9 @@ class InnerLoop(NamedTuple):
         fast = {k: v.expand(n_tasks, *v.shape) for k, v in weights.fast.items()}
 
         def one_task(task_fast: Params, user, item) -> torch.Tensor:
-            params = ({**weights.frozen, **task_fast}, weights.buffers)
-            return functional_call(net, params, (user, item), {"embedded": True})
+            return call_embedded(net, task_fast, weights.frozen, weights.buffers, user, item)
 
-        forward = vmap(one_task, in_dims=(0, 0, 0))
+        forward = vmap(one_task)
 
         def support_loss(task_fast: Params) -> torch.Tensor:
             pred = forward(task_fast, user, item)
@@ -151,6 +150,11 @@ def sgd_step(fast: Params, grads: Params, lr: float | Params) -> Params:
 def call(net: nn.Module, fast: Params, frozen: Params, buffers: Params, *args) -> torch.Tensor:
     """``net(*args)`` with its parameters replaced by ``fast`` and ``frozen``."""
     return functional_call(net, ({**frozen, **fast}, buffers), args)
+
+
+def call_embedded(net: nn.Module, fast: Params, frozen: Params, buffers: Params, user, item):
+    """:func:`call` on feature embeddings ``user`` and ``item`` (``embedded=True``)."""
+    return functional_call(net, ({**frozen, **fast}, buffers), (user, item), {"embedded": True})
 
 
 def inner_loop(
@@ -268,11 +272,10 @@ class Adapted(NamedTuple):
         if self.embedded:
             user, item = embed(net, self.start, query["user"], query["item"])
 
-            def on_embeddings(task_fast: Params, user, item) -> torch.Tensor:
-                params = ({**frozen, **task_fast}, buffers)
-                return functional_call(net, params, (user, item), {"embedded": True})
+            def one_task(task_fast: Params, user, item) -> torch.Tensor:
+                return call_embedded(net, task_fast, frozen, buffers, user, item)
 
-            return vmap(on_embeddings)(self.fast, user, item)
+            return vmap(one_task)(self.fast, user, item)
         local = localize(net, self.start.fast, buffers, query["user"], query["item"])
         weights = dict(self.fast)
         for key, rows in local.tables.items():
