@@ -54,6 +54,8 @@ def test_adapted_predictions_equal_whole_table_adaptation(small_tasks):
         state = InnerLoop(4, 0.3, True).adapt(net, support, Weights(fast, {}, buffers))
         whole = _whole_tables(net, fast, {}, buffers, support, 4, 0.3)
     assert any(state.fast[k].shape[1] < fast[k].shape[0] for k in state.tables)  # cut tables
+    # and small tables (no more rows than a task reads) whole: both ways are checked here
+    assert any(state.fast[k].shape[1] == fast[k].shape[0] for k in state.tables)
     sparse = state.predict(query)
     dense = vmap(lambda w, u, i: call(net, w, {}, buffers, u, i))(
         whole, query["user"], query["item"]

@@ -41,6 +41,14 @@ def local_rows(used: torch.Tensor) -> LocalRows:
     return LocalRows(rows[:, :size], count)
 
 
+def whole_rows(tasks: int, vocabulary: int, like: torch.Tensor) -> LocalRows:
+    """Every row of a ``vocabulary``-row table for each of ``tasks`` tasks, as :func:`local_rows`
+    gives a task's own rows: a small table is kept whole, as cutting it costs more than it
+    saves."""
+    rows = torch.arange(vocabulary, device=like.device).expand(tasks, vocabulary)
+    return LocalRows(rows, torch.full((tasks,), vocabulary, device=like.device))
+
+
 def mixing(index: torch.Tensor, weight: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
     """(T, N, R) weights of each task's local ``table`` (T, R, dim) rows in its N rows'
     feature embeddings, from their local ``index`` (T, N, width) and value ``weight``
@@ -134,9 +142,14 @@ class FeatureEmbedding(nn.Module):
             if key not in tables:
                 continue
             values = buffers.pop(f"table_{name}")  # (T, N, width) of task rows
-            local[key] = found = local_rows(values.flatten(1))
-            tables[key] = tables[key][found.rows]
-            index = found.find(values.flatten(1))[0].view(values.shape)
+            table, entries = tables[key], values[0].numel()
+            if len(table) <= entries:  # no fewer reads than rows: each task gets the whole table
+                local[key] = whole_rows(len(values), len(table), values)
+                tables[key], index = table.expand(len(values), *table.shape), values
+            else:  # each task its own rows: sorted, then each entry's position among them
+                local[key] = found = local_rows(values.flatten(1))
+                tables[key] = table[found.rows]
+                index = found.find(values.flatten(1))[0].view(values.shape)
             weight = buffers.pop(f"weight_{name}", None)
             buffers[f"mix_{name}"] = mixing(index, weight, tables[key])
             per_task.add(f"mix_{name}")
