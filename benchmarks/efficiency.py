@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from metarec.io import atomic_write_json
+from metarec.learners.base import adam
 
 DEFAULT_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "melu-ml1m")
 
@@ -58,8 +59,9 @@ def time_rounds(
 def meta_step_runner(
     loss_fn: Callable[[object], torch.Tensor], module: nn.Module, batches: list, outer_lr: float
 ) -> Callable[[], None]:
-    """Runs one meta-step (loss, backward, Adam step) of ``module`` per batch of ``batches``."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=outer_lr)
+    """Runs one meta-step (loss, backward, Adam step) of ``module`` per batch of ``batches``;
+    every side the same Adam, the one metarec's learners train with (``learners.base.adam``)."""
+    optimizer = adam(module.parameters(), outer_lr)
 
     def run() -> None:
         for batch in batches:

@@ -50,7 +50,7 @@ from metarec.config.domain import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, setting
 from metarec.config.schema import LearnerConfig, ModelConfig
 from metarec.data.batch import Batch, support_of
 from metarec.data.scenarios import ColdStartTasks
-from metarec.learners.base import MetaLearner
+from metarec.learners.base import MetaLearner, adam
 from metarec.learners.clcrec import ContentEncoder
 from metarec.learners.foldin import ItemFactors, fold_in, rated_items
 from metarec.registry import LEARNERS
@@ -216,7 +216,7 @@ class ALDI(MetaLearner):
         """``teacher_epochs`` of Adam on the teacher over ``batches``, then frozen."""
         teacher = self.net.teacher
         teacher.requires_grad_(True)
-        optimizer = torch.optim.Adam(teacher.parameters(), lr=self.cfg.teacher_lr)
+        optimizer = adam(teacher.parameters(), self.cfg.teacher_lr)
         with torch.enable_grad():
             for _ in range(self.cfg.teacher_epochs):
                 for batch in batches:
@@ -240,4 +240,4 @@ class ALDI(MetaLearner):
         self.train_teacher(batches)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.student.parameters(), lr=self.cfg.outer_lr)
+        return adam(self.net.student.parameters(), self.cfg.outer_lr)
