@@ -76,6 +76,7 @@ bench: install learn2learn
 	nice $(PY) benchmarks/meta_training.py $(BENCH_ARGS) --out results/bench/meta_training.json
 	nice $(PY) benchmarks/serving.py $(BENCH_ARGS) --out results/bench/serving.json
 	nice $(PY) benchmarks/embed_once.py $(BENCH_ARGS) --out results/bench/embed_once.json
+	nice $(PY) benchmarks/ceiling.py $(BENCH_ARGS) --out results/bench/ceiling.json
 	$(PY) benchmarks/efficiency.py results/bench/meta_training.json results/bench/serving.json
 
 # MeLU's Table 2: every experiments/melu_ml1m/*.yaml x item text x 3 seeds, then its table and

@@ -141,3 +141,18 @@ def test_meta_training_harness_refuses_partial_adaptation(meta_training, tmp_pat
             ["--synthetic", "--set", "learner.adapt=decision", "--out", str(tmp_path / "x.json")]
         )
     assert not (tmp_path / "x.json").exists()
+
+
+def test_ceiling_bare_chain_is_the_same_math_as_metarec(monkeypatch, small_tasks):
+    """benchmarks/ceiling.py's bare batched-matmul chain, written without the library's inner
+    loop, gives metarec's MeLU meta-gradient (every weight, the tables too) and its served
+    predictions."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    ceiling = _benchmark("ceiling")
+    torch.manual_seed(0)
+    cfg = load_config(None, [*TINY, "learner.adapt=decision"])
+    learner = build_learner(cfg, small_tasks).train()
+    batch = small_tasks.train[torch.arange(6)]
+    assert ceiling.check_same_gradient(learner, batch) < 1e-12  # asserts every parameter
+    served = small_tasks.test["new_user"][torch.arange(5)]
+    assert ceiling.check_same_predictions(learner, served) < 1e-5
