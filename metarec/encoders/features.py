@@ -41,12 +41,12 @@ def local_rows(used: torch.Tensor) -> LocalRows:
     return LocalRows(rows[:, :size], count)
 
 
-def whole_rows(tasks: int, vocabulary: int, like: torch.Tensor) -> LocalRows:
+def whole_rows(tasks: int, vocabulary: int, device: torch.device) -> LocalRows:
     """Every row of a ``vocabulary``-row table for each of ``tasks`` tasks, as :func:`local_rows`
     gives a task's own rows: a small table is kept whole, as cutting it costs more than it
     saves."""
-    rows = torch.arange(vocabulary, device=like.device).expand(tasks, vocabulary)
-    return LocalRows(rows, torch.full((tasks,), vocabulary, device=like.device))
+    rows = torch.arange(vocabulary, device=device).expand(tasks, vocabulary)
+    return LocalRows(rows, torch.full((tasks,), vocabulary, device=device))
 
 
 def mixing(index: torch.Tensor, weight: torch.Tensor | None, table: torch.Tensor) -> torch.Tensor:
@@ -126,7 +126,8 @@ class FeatureEmbedding(nn.Module):
         """This module for tasks that each read only ``rows`` (T, N), called with every
         position in them, ``0..N-1`` in order (in the shape of a task's ids): every row-indexed
         buffer cut to each task's rows, and each embedding table in ``tables`` (the module's
-        weights adapted per task, by their names in it) cut to the rows those reach; such a
+        weights adapted per task, by their names in it) cut to the rows those reach (kept whole
+        when it has no more rows than the entries a task reads: :func:`whole_rows`); such a
         feature is then embedded by its ``mix_`` buffer (:func:`mixing`) in place of its value
         and weight buffers. ``buffers`` are the module's. None when there is nothing to cut: no
         table of its in ``tables``, or a text tower that reads the ids itself.
@@ -144,7 +145,7 @@ class FeatureEmbedding(nn.Module):
             values = buffers.pop(f"table_{name}")  # (T, N, width) of task rows
             table, entries = tables[key], values[0].numel()
             if len(table) <= entries:  # no fewer reads than rows: each task gets the whole table
-                local[key] = whole_rows(len(values), len(table), values)
+                local[key] = whole_rows(len(values), len(table), values.device)
                 tables[key], index = table.expand(len(values), *table.shape), values
             else:  # each task its own rows: sorted, then each entry's position among them
                 local[key] = found = local_rows(values.flatten(1))
